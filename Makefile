@@ -1,0 +1,35 @@
+# `make demo` and `make test` each create .venv and install everything they need.
+# torch is pinned through constraints.txt: on this machine torch==2.13.0 is the CPU build from a
+# local wheel, and an unpinned torch would download the newest CUDA build (gigabytes).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q -c constraints.txt
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test browser bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) -e '.[all,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/lossdoctor demo --html report.html
+
+# Headless Chromium renders the HTML report in the tests (Debian's package; skipped where apt is absent).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { command -v apt-get >/dev/null 2>&1 && \
+	    (apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "chromium could not be installed: the browser test will be skipped"; }
+
+test: $(STAMP) browser
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache report.html

@@ -1,0 +1,59 @@
+"""lossdoctor: why won't my loss converge, and what do I change?
+
+The public API, nothing else. Names are imported on first use so that ``import lossdoctor`` stays
+light and never imports Lightning, transformers or Keras.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "Finding": "lossdoctor.findings",
+    "Report": "lossdoctor.findings",
+    "Event": "lossdoctor.findings",
+    "RuledOut": "lossdoctor.findings",
+    "Curves": "lossdoctor.evidence",
+    "Series": "lossdoctor.evidence",
+    "LossDoctorError": "lossdoctor.errors",
+    "LogFormatError": "lossdoctor.errors",
+    "InputError": "lossdoctor.errors",
+    "CODES": "lossdoctor.codes",
+    "VERDICTS": "lossdoctor.codes",
+    "diagnose": "lossdoctor.diagnose",
+    "watch": "lossdoctor.monitor",
+    "check_model": "lossdoctor.model",
+    "check_data": "lossdoctor.data",
+    "GroupNormalizer": "lossdoctor.data.normalize",
+    "checkup": "lossdoctor.checkup",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lossdoctor' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs only
+    from .checkup import checkup
+    from .codes import CODES, VERDICTS
+    from .data import check_data
+    from .data.normalize import GroupNormalizer
+    from .diagnose import diagnose
+    from .errors import InputError, LogFormatError, LossDoctorError
+    from .evidence import Curves, Series
+    from .findings import Event, Finding, Report, RuledOut
+    from .model import check_model
+    from .monitor import watch

@@ -1,0 +1,228 @@
+"""The one Finding / Report model of lossdoctor: severity, ranking, JSON round-trip.
+
+Evidence flows one way: readers/inspectors/monitor/probes produce plain evidence, checks turn
+evidence into Findings, and a Report ranks and renders them. Nothing here decides a verdict.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from .codes import CODES, SEVERITIES, VERDICTS, code_info
+
+SEVERITY_RANK = {name: i for i, name in enumerate(SEVERITIES)}  # error first
+
+
+def _plain(value: Any) -> Any:
+    """Convert numpy/torch scalars and arrays, tuples and sets to JSON-able Python values.
+
+    Non-finite floats become the strings "nan", "inf", "-inf" so that the JSON stays valid and a
+    NaN loss remains visible as evidence.
+    """
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
+
+
+@dataclass
+class Finding:
+    """One cause, with the numbers that led to it and what to do about it."""
+
+    code: str
+    severity: str
+    confidence: float
+    title: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+    where: str | None = None
+    remedy: str = ""
+    source: str = ""  # the check or probe that produced it, e.g. "curves", "probe:lr_range"
+
+    def __post_init__(self) -> None:
+        info = code_info(self.code)
+        if self.severity not in SEVERITY_RANK:
+            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+        self.confidence = float(min(1.0, max(0.0, self.confidence)))
+        self.title = self.title or info.title
+        self.remedy = self.remedy or info.remedy
+        self.evidence = _plain(self.evidence)
+
+    def sort_key(self) -> tuple:
+        return (SEVERITY_RANK[self.severity], -self.confidence, self.code)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Finding":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass
+class Event:
+    """Something that happened at a step of a curve: overfitting onset, spike, first NaN, plateau."""
+
+    kind: str
+    step: float
+    value: float | None = None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+
+@dataclass
+class RuledOut:
+    """A cause that was considered and excluded, and the experiment or check that excluded it."""
+
+    code: str
+    by: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        code_info(self.code)
+        self.evidence = _plain(self.evidence)
+
+
+@dataclass
+class Report:
+    """A verdict on the curves (None when no curves were examined) and the ranked findings.
+
+    ``plots`` holds plain, JSON-able data for the HTML report. Keys in use:
+    ``curves`` {name: {"steps": [...], "values": [...]}}, ``lr_range`` {"lrs", "losses",
+    "suggested_lr", "current_lr"}, ``grad_norms`` {"layers", "steps", "norms" (layer x step)},
+    ``dead_units`` {"layers", "share"}, ``feature_scales`` {"features", "std", "mean"},
+    ``group_scales`` {"value_col", "group_col", "groups", "std", "mean"}, ``ablations``
+    {"baseline": {"label", "losses"}, "runs": [{"label", "losses"}, ...]}.
+    """
+
+    verdict: str | None
+    findings: list[Finding] = field(default_factory=list)
+    source: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    ruled_out: list[RuledOut] = field(default_factory=list)
+    plots: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.verdict is not None and self.verdict not in VERDICTS:
+            raise ValueError(f"unknown verdict {self.verdict!r}; known: {', '.join(VERDICTS)}")
+        self.findings = ranked(self.findings)
+
+    # -- queries -------------------------------------------------------------------------
+    @property
+    def codes(self) -> list[str]:
+        return [f.code for f in self.findings]
+
+    @property
+    def top(self) -> Finding | None:
+        """The cause to fix first."""
+        return self.findings[0] if self.findings else None
+
+    def worst_severity(self) -> str | None:
+        return self.findings[0].severity if self.findings else None
+
+    def has(self, code: str, min_severity: str = "info") -> bool:
+        limit = SEVERITY_RANK[min_severity]
+        return any(f.code == code and SEVERITY_RANK[f.severity] <= limit for f in self.findings)
+
+    def warnings(self) -> list[Finding]:
+        """Findings of severity warning or error: what a healthy run must not have."""
+        return [f for f in self.findings if f.severity != "info"]
+
+    @property
+    def exit_code(self) -> int:
+        """0 for a converging run, 1 for any other verdict (the CLI's contract)."""
+        return 0 if self.verdict in (None, "converging") else 1
+
+    def add(self, findings: Iterable[Finding]) -> None:
+        self.findings = ranked([*self.findings, *findings])
+
+    # -- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "findings": [f.to_dict() for f in self.findings],
+            "source": self.source,
+            "metadata": _plain(self.metadata),
+            "events": [e.to_dict() for e in self.events],
+            "ruled_out": [_plain(asdict(r)) for r in self.ruled_out],
+            "plots": _plain(self.plots),
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Report":
+        return cls(
+            verdict=data.get("verdict"),
+            findings=[Finding.from_dict(f) for f in data.get("findings", [])],
+            source=data.get("source", ""),
+            metadata=data.get("metadata", {}),
+            events=[Event(**e) for e in data.get("events", [])],
+            ruled_out=[RuledOut(**r) for r in data.get("ruled_out", [])],
+            plots=data.get("plots", {}),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "Report":
+        return cls.from_dict(json.loads(text))
+
+    # -- rendering (the renderers live in lossdoctor.report) -----------------------------
+    def to_text(self, width: int = 100) -> str:
+        from .report.console import render_text
+
+        return render_text(self, width=width)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def print(self, console=None) -> None:
+        from .report.console import print_report
+
+        print_report(self, console=console)
+
+    def to_html(self, path: str | None = None) -> str:
+        from .report.html import render_html
+
+        html = render_html(self)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(html)
+        return html
+
+
+def ranked(findings: Iterable[Finding]) -> list[Finding]:
+    """Errors before warnings before info; within a severity, the most confident first.
+
+    One finding per (code, where): when two sources report the same cause at the same place, the
+    more severe / more confident one is kept and the other's evidence is merged under its source.
+    """
+    best: dict[tuple[str, str | None], Finding] = {}
+    for f in sorted(findings, key=Finding.sort_key):
+        key = (f.code, f.where)
+        if key not in best:
+            best[key] = f
+        elif f.source and f.source != best[key].source:
+            best[key].evidence.setdefault("also_seen_by", {})[f.source] = f.evidence
+    return sorted(best.values(), key=Finding.sort_key)
