@@ -25,3 +25,13 @@ class LogFormatError(LossDoctorError):
 
 class InputError(LossDoctorError, ValueError):
     """A model, dataset or argument that cannot be diagnosed (no parameters, one row, ...)."""
+
+
+class TrainingHalted(LossDoctorError):
+    """``watch(..., halt_on_nan=True)`` stopped the run at the first NaN/Inf, before the optimizer
+    applied it. ``finding`` is the ``grad.non_finite`` Finding (module, step, what produced it)."""
+
+    def __init__(self, finding, message: str | None = None):
+        self.finding = finding
+        super().__init__(message or f"lossdoctor halted training: {finding.title} "
+                                    f"(at {finding.where}; evidence {finding.evidence})")

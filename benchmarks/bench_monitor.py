@@ -1,0 +1,144 @@
+"""What does watching a training loop cost? Median step time as a ratio to the bare loop.
+
+CPU, 2 threads, two models: a CNN (3x32x32, batch 64, three 3x3 conv+ReLU+pool, two linear) and an
+MLP (784-512-512-10, batch 128). Variants, interleaved step by step in a shuffled order so that
+load from other processes hits all of them alike:
+
+  bare            the plain loop
+  lossdoctor      lossdoctor.watch(model, optimizer) with defaults, doctor.step(loss)
+  detect_anomaly  torch.autograd.detect_anomaly() around forward and backward
+  grad_norm_item  every parameter's gradient norm read with .item() every step
+  tb_histograms   TensorBoard histograms of every parameter and gradient every step
+
+Usage: python benchmarks/bench_monitor.py [--steps 200] [--models cnn,mlp]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+import lossdoctor  # noqa: E402
+
+WARMUP_STEPS = 15
+
+
+def cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU(), nn.Linear(128, 10),
+    )
+
+
+def mlp() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                         nn.Linear(512, 10))
+
+
+MODELS = {"cnn": (cnn, (64, 3, 32, 32)), "mlp": (mlp, (128, 784))}
+
+
+class Loop:
+    """One variant's model, optimizer and instrumentation; ``step()`` runs and times one step."""
+
+    def __init__(self, variant: str, build, shape, tmp: str):
+        torch.manual_seed(0)
+        self.variant = variant
+        self.model = build()
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
+        g = torch.Generator().manual_seed(1)
+        self.x = torch.randn(*shape, generator=g)
+        self.y = torch.randint(0, 10, (shape[0],), generator=g)
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.times: list[float] = []
+        self.doctor = lossdoctor.watch(self.model, self.opt).start() if variant == "lossdoctor" else None
+        self.writer = None
+        self.step_index = 0
+        if variant == "tb_histograms":
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(os.path.join(tmp, "tb"))
+        self.named = list(self.model.named_parameters())
+
+    def step(self, record: bool) -> None:
+        t0 = time.perf_counter()
+        if self.variant == "detect_anomaly":
+            with torch.autograd.detect_anomaly():
+                loss = self.loss_fn(self.model(self.x), self.y)
+                loss.backward()
+        else:
+            loss = self.loss_fn(self.model(self.x), self.y)
+            loss.backward()
+        if self.variant == "grad_norm_item":
+            self.norms = [p.grad.norm().item() for p in self.model.parameters()]
+        if self.writer is not None:
+            for name, p in self.named:
+                self.writer.add_histogram(f"weights/{name}", p, self.step_index)
+                self.writer.add_histogram(f"gradients/{name}", p.grad, self.step_index)
+        self.opt.step()
+        self.opt.zero_grad()
+        if self.doctor is not None:
+            self.doctor.step(loss)
+        self.step_index += 1
+        if record:
+            self.times.append(time.perf_counter() - t0)
+
+    def close(self) -> None:
+        if self.doctor is not None:
+            self.doctor.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def bench(name: str, steps: int) -> dict[str, list[float]]:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*Anomaly Detection.*")
+    build, shape = MODELS[name]
+    variants = ["bare", "lossdoctor", "detect_anomaly", "grad_norm_item", "tb_histograms"]
+    rng = random.Random(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        loops = [Loop(v, build, shape, tmp) for v in variants]
+        for i in range(WARMUP_STEPS + steps):
+            rng.shuffle(loops)
+            for loop in loops:
+                loop.step(record=i >= WARMUP_STEPS)
+        for loop in loops:
+            loop.close()
+        report = next(lp.doctor for lp in loops if lp.doctor is not None).report()
+    assert not report.warnings(), report.warnings()  # the healthy benchmark loop must come out clean
+    return {lp.variant: lp.times for lp in loops}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200, help="measured steps per variant (default 200)")
+    parser.add_argument("--models", default="cnn,mlp")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps per variant, "
+          f"interleaved step by step")
+    for name in args.models.split(","):
+        times = bench(name, args.steps)
+        bare_median = statistics.median(times["bare"])
+        bare_mean = statistics.fmean(times["bare"])
+        print(f"\n{name}: bare median {bare_median * 1e3:.2f} ms/step")
+        print(f"  {'variant':<16}{'median ms':>10}{'ratio':>8}{'mean ratio':>12}")
+        for variant, ts in times.items():
+            med = statistics.median(ts)
+            print(f"  {variant:<16}{med * 1e3:>10.2f}{med / bare_median:>8.3f}x"
+                  f"{statistics.fmean(ts) / bare_mean:>11.3f}x")
+
+
+if __name__ == "__main__":
+    main()

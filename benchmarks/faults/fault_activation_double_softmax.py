@@ -1,0 +1,16 @@
+"""Fault: a Softmax layer before CrossEntropyLoss (double softmax)."""
+import numpy as np
+import torch
+from torch import nn
+from _common import digits, tabular, diabetes
+from _seq import RowRNN
+
+EXPECTED = "model.activation_mismatch"
+
+
+def build():
+    torch.manual_seed(0)
+    train, val = digits()
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10), nn.Softmax(dim=1))
+    return {"model": model, "train": train, "val": val, "loss_fn": nn.CrossEntropyLoss(),
+            "optimizer": torch.optim.Adam(model.parameters(), lr=1e-3)}

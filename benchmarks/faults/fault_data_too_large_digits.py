@@ -1,0 +1,16 @@
+"""Fault: a 2-unit bottleneck cannot hold ten digit classes; it fits a small sample but not the set."""
+import numpy as np
+import torch
+from torch import nn
+from _common import digits, tabular, diabetes
+from _seq import RowRNN
+
+EXPECTED = "data.too_large"
+
+
+def build():
+    torch.manual_seed(0)
+    train, val = digits()
+    model = nn.Sequential(nn.Linear(64, 2), nn.ReLU(), nn.Linear(2, 10))
+    return {"model": model, "train": train, "val": val, "loss_fn": nn.CrossEntropyLoss(),
+            "optimizer": torch.optim.Adam(model.parameters(), lr=1e-2)}

@@ -1,0 +1,16 @@
+"""Fault: raw breast-cancer features (scales from 0.001 to 4000) fed to an SGD-trained MLP."""
+import numpy as np
+import torch
+from torch import nn
+from _common import digits, tabular, diabetes
+from _seq import RowRNN
+
+EXPECTED = "data.unnormalized"
+
+
+def build():
+    torch.manual_seed(0)
+    train, val = tabular("breast_cancer", standardize=False)
+    model = nn.Sequential(nn.Linear(30, 32), nn.ReLU(), nn.Linear(32, 2))
+    return {"model": model, "train": train, "val": val, "loss_fn": nn.CrossEntropyLoss(),
+            "optimizer": torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)}

@@ -1,0 +1,24 @@
+"""Fault: eight linear layers with weights scaled 3x above He: gradient norms blow up with depth."""
+import numpy as np
+import torch
+from torch import nn
+from _common import digits, tabular, diabetes
+from _seq import RowRNN
+
+EXPECTED = "grad.exploding"
+
+
+def build():
+    torch.manual_seed(0)
+    train, val = digits()
+    layers = [nn.Linear(64, 64), nn.ReLU()]
+    for _ in range(7):
+        layers += [nn.Linear(64, 64), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.Linear(64, 10))
+    with torch.no_grad():
+        for m in model:
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                m.weight.mul_(3.0)
+    return {"model": model, "train": train, "val": val, "loss_fn": nn.CrossEntropyLoss(),
+            "optimizer": torch.optim.SGD(model.parameters(), lr=0.01)}

@@ -1,0 +1,16 @@
+"""Fault: plain SGD at lr 1e-4 on digits: the loss barely moves."""
+import numpy as np
+import torch
+from torch import nn
+from _common import digits, tabular, diabetes
+from _seq import RowRNN
+
+EXPECTED = "optim.lr_too_low"
+
+
+def build():
+    torch.manual_seed(0)
+    train, val = digits()
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    return {"model": model, "train": train, "val": val, "loss_fn": nn.CrossEntropyLoss(),
+            "optimizer": torch.optim.SGD(model.parameters(), lr=1e-4)}

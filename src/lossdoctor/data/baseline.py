@@ -1,0 +1,116 @@
+"""The model-based evidence: a quick baseline against a permutation null, and confident learning.
+
+Both fit scikit-learn models on a subsample (``BASELINE_MAX_ROWS``): the question is whether
+there is *any* signal and whether labels disagree with it, which a few thousand rows answer.
+BLAS/OpenMP run single-threaded here: many tiny fits gain nothing from threads and lose a lot
+on a busy machine (the limit is lifted again on exit).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from .facts import BaselineFacts, LabelNoiseFacts
+
+# Rows the baseline models fit on: p-values from a few thousand rows are already decisive, and
+# 20 permutations x 3 folds of a linear model stay near a second.
+BASELINE_MAX_ROWS = 4000
+BASELINE_FOLDS = 3
+# 19 permutations: the smallest attainable p-value is 1/20 = 0.05, the usual significance level.
+BASELINE_PERMUTATIONS = 19
+# A score beating all 19 permutations by less than 4 null stds may be luck (the best of 20 noise
+# scores sits ~1.9 stds above their mean): then 80 more permutations are run (99 in all).
+BORDERLINE_Z = 4.0
+CONFIRM_PERMUTATIONS = 80
+# cleanlab recommends out-of-fold probabilities from at least 5 folds.
+LABEL_NOISE_FOLDS = 5
+# Categorical columns with at most this many levels are one-hot encoded for the baseline.
+MAX_ONE_HOT_LEVELS = 50
+# The tree baseline, tried only when the linear one finds nothing: small (20 rounds of 15 leaves)
+# because it is fitted 60 times; it only has to show that some non-linear signal exists.
+TREE_BASELINE_ROUNDS = 20
+TREE_BASELINE_LEAVES = 15
+# lbfgs iterations of the linear baseline: enough for standardized features; an unconverged fit
+# only makes the baseline more conservative.
+LINEAR_MAX_ITER = 100
+
+
+def _linear(task: str):
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = LogisticRegression(max_iter=LINEAR_MAX_ITER) if task == "classification" else Ridge(alpha=1.0)
+    return make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), model)
+
+
+def _tree(task: str, random_state: int):
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    cls = HistGradientBoostingClassifier if task == "classification" else HistGradientBoostingRegressor
+    return cls(max_iter=TREE_BASELINE_ROUNDS, max_leaf_nodes=TREE_BASELINE_LEAVES, early_stopping=False,
+               random_state=random_state)
+
+
+def _cv(task: str, y: np.ndarray, folds: int, random_state: int):
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if task == "classification":
+        return StratifiedKFold(folds, shuffle=True, random_state=random_state)
+    return KFold(folds, shuffle=True, random_state=random_state)
+
+
+def _permutation_baseline(model, name: str, X: np.ndarray, y: np.ndarray, task: str, random_state: int) -> BaselineFacts:
+    from sklearn.model_selection import permutation_test_score
+
+    scoring = "balanced_accuracy" if task == "classification" else "r2"
+
+    def run(n_permutations: int, seed: int):
+        return permutation_test_score(model, X, y, cv=_cv(task, y, BASELINE_FOLDS, random_state),
+                                      n_permutations=n_permutations, scoring=scoring, random_state=seed, n_jobs=1)
+
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
+        warnings.simplefilter("ignore")  # convergence warnings on permuted labels are expected
+        score, null, p_value = run(BASELINE_PERMUTATIONS, random_state)
+        z = (score - np.mean(null)) / max(float(np.std(null)), 1e-12)
+        if p_value <= 1.0 / (BASELINE_PERMUTATIONS + 1) and z < BORDERLINE_Z:
+            # beat all 19 permutations, but not by much: 80 more settle whether that was luck
+            _, more, _ = run(CONFIRM_PERMUTATIONS, random_state + 1)
+            null = np.concatenate([null, more])
+            p_value = (np.sum(null >= score) + 1.0) / (len(null) + 1.0)
+    return BaselineFacts(model=name, scoring=scoring, score=float(score), chance_level=float(np.mean(null)),
+                         null_std=float(np.std(null)), p_value=float(p_value), n_permutations=int(len(null)),
+                         folds=BASELINE_FOLDS, rows=int(len(y)))
+
+
+def no_signal_baseline(X: np.ndarray, y: np.ndarray, task: str, has_signal, random_state: int = 0) -> BaselineFacts:
+    """Linear model vs its permutation null; a tree model too when the linear one shows no signal."""
+    name = "LogisticRegression" if task == "classification" else "Ridge"
+    facts = _permutation_baseline(_linear(task), f"StandardScaler+{name}", X, y, task, random_state)
+    if not has_signal(facts):
+        facts.nonlinear = _permutation_baseline(_tree(task, random_state), "HistGradientBoosting", X, y, task,
+                                                random_state)
+    return facts
+
+
+def find_label_noise(X: np.ndarray, y: np.ndarray, rows: np.ndarray, random_state: int = 0) -> LabelNoiseFacts:
+    """cleanlab's confident learning on out-of-fold probabilities of the linear baseline."""
+    from cleanlab.filter import find_label_issues
+    from sklearn.model_selection import cross_val_predict
+
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
+        warnings.simplefilter("ignore")
+        probs = cross_val_predict(_linear("classification"), X, y,
+                                  cv=_cv("classification", y, LABEL_NOISE_FOLDS, random_state),
+                                  method="predict_proba")
+        ranked = find_label_issues(labels=y, pred_probs=probs, return_indices_ranked_by="self_confidence")
+    ranked = np.asarray(ranked, dtype=int)
+    return LabelNoiseFacts(
+        share=float(len(ranked) / len(y)), n_flagged=int(len(ranked)), n_examined=int(len(y)),
+        indices=[int(i) for i in rows[ranked]],
+        method="cleanlab.filter.find_label_issues on 5-fold out-of-fold LogisticRegression probabilities",
+        oof_accuracy=float((probs.argmax(axis=1) == y).mean()),
+    )

@@ -1,0 +1,292 @@
+"""Data checks: pure functions of DataFacts, registered with ``@check("data")``."""
+from __future__ import annotations
+
+import math
+
+from ..findings import Finding
+from ..registry import check
+from .facts import BaselineFacts, ColumnFacts, DataFacts
+
+# Significance level of the no-signal permutation test (the usual 5%; with 19 permutations it is
+# also the smallest attainable p-value, so "not significant" means some shuffled labels scored as well).
+NO_SIGNAL_P_LIMIT = 0.05
+# When a borderline score made the baseline run 99 permutations, it must beat all of them (p = 0.01):
+# a score that merely beat the first 19 should not count twice as evidence.
+EXTENDED_P_LIMIT = 0.01
+# Largest / smallest feature std beyond two orders of magnitude: one learning rate cannot suit
+# both ends (the small features learn 100x slower, the large ones dominate the first layer).
+SCALE_SPREAD_LIMIT = 100.0
+# A feature std above 20 puts first-layer pre-activations 20x beyond the scale initializers assume
+# (saturated tanh/sigmoid, large initial logits); raw 0-255 pixels (std ~80) cross it, 0-16 digits do not.
+LARGE_STD_LIMIT = 20.0
+# A non-binary feature varying by less than 0.01 barely moves the first layer: its weights get tiny gradients.
+SMALL_STD_LIMIT = 0.01
+# |mean| beyond 3x max(std, 1): the feature is mostly offset, and every unit starts far from its
+# useful range (e.g. ages ~50 +- 15, years ~2000).
+MEAN_OFFSET_LIMIT = 3.0
+# |skewness| above 2: a long tail (exponential data has skew 2); a few extreme values dominate the
+# scale that standardization picks.
+SKEW_LIMIT = 2.0
+# Integer codes 0..K-1 / 1..K with 3..30 levels look like categories stored as numbers.
+CATEGORY_CODE_LEVELS = (3, 30)
+# More than 1% of rows being identical inputs with different labels: the labels contradict each other.
+CONFLICT_SHARE_LIMIT = 0.01
+# One group's std 10x another's in the same value column: one normalizer cannot fit both.
+GROUP_SCALE_SPREAD_LIMIT = 10.0
+# Majority / minority class count of 10 or more (e.g. 91% / 9%): the loss is dominated by one class.
+IMBALANCE_RATIO_LIMIT = 10.0
+# Labels flagged by confident learning: clean bundled data sets with a linear baseline flag 1-5%;
+# beyond 10% the labels (or the features) deserve a look, beyond 25% they limit any model.
+LABEL_NOISE_SHARE_LIMIT = 0.10
+LABEL_NOISE_SEVERE_SHARE = 0.25
+# Columns listed by name in evidence and remedies.
+MAX_LISTED = 8
+
+
+def _names(cols: list[str]) -> str:
+    return ", ".join(cols[:MAX_LISTED]) + (f" (+{len(cols) - MAX_LISTED} more)" if len(cols) > MAX_LISTED else "")
+
+
+def _judged(facts: DataFacts) -> list[ColumnFacts]:
+    """Columns whose scale matters: non-constant, non-binary, with a finite std."""
+    constant = set(facts.constant_columns)
+    return [c for c in facts.columns if c.name not in constant and not c.binary and math.isfinite(c.std) and c.std > 0]
+
+
+# -- data.non_finite ---------------------------------------------------------------------------
+@check("data")
+def non_finite_values(facts: DataFacts, **_) -> list[Finding]:
+    findings = []
+    y_bad = facts.target.n_nonfinite if facts.target else 0
+    if facts.non_finite or y_bad:
+        total = sum(facts.non_finite.values())
+        worst = sorted(facts.non_finite, key=facts.non_finite.get, reverse=True)
+        findings.append(Finding(
+            "data.non_finite", "error", 1.0,
+            title=f"{total} NaN/Inf value(s) in the features" + (f" and {y_bad} in the targets" if y_bad else "")
+            if total else f"{y_bad} NaN/Inf value(s) in the targets",
+            evidence={"columns": {c: facts.non_finite[c] for c in worst[:MAX_LISTED]}, "total": total,
+                      "target_nonfinite": y_bad, "example_rows": facts.non_finite_rows[:10], "threshold": 0},
+            where=_names(worst) if worst else "target", source="check_data",
+            remedy=(f"Impute or drop the NaN/Inf in {_names(worst)} (e.g. sklearn.impute.SimpleImputer"
+                    "(strategy='median'), fitted on the training split)" if worst else "")
+                   + ("; " if worst and y_bad else "") + (f"drop the {y_bad} rows without a finite target" if y_bad else "")
+                   + ". One NaN input makes every loss after it NaN.",
+        ))
+    if facts.constant_columns:
+        cols = facts.constant_columns
+        findings.append(Finding(
+            "data.non_finite", "info", 0.6,
+            title=f"{len(cols)} constant column(s)",
+            evidence={"columns": cols[:MAX_LISTED], "count": len(cols)}, where="constant columns", source="check_data",
+            remedy=f"Drop {_names(cols)}: they carry no information, and a hand-written (x - mean) / std turns "
+                   "them into NaN (std 0).",
+        ))
+    return findings
+
+
+@check("data")
+def conflicting_duplicates(facts: DataFacts, **_) -> list[Finding]:
+    dup = facts.duplicates
+    if dup is None or dup.n_conflicting_groups == 0:
+        return []
+    share = dup.n_conflicting_rows / max(facts.n_rows, 1)
+    return [Finding(
+        "data.label_noise", "warning" if share > CONFLICT_SHARE_LIMIT else "info", 0.8 if share > CONFLICT_SHARE_LIMIT else 0.5,
+        title="Identical inputs carry different labels",
+        evidence={"conflicting_sets": dup.n_conflicting_groups, "rows_involved": dup.n_conflicting_rows,
+                  "share_of_rows": share, "threshold": CONFLICT_SHARE_LIMIT, "duplicate_rows": dup.n_duplicate_rows,
+                  "examples": dup.examples},
+        where="duplicated rows", source="check_data",
+        remedy="Rows with the same features and different labels cannot all be fitted: check how the labels "
+               "were joined, deduplicate (keep the majority label), or add the feature that tells them apart.",
+    )]
+
+
+# -- data.unnormalized -------------------------------------------------------------------------
+@check("data")
+def unnormalized_scales(facts: DataFacts, **_) -> list[Finding]:
+    cols = _judged(facts)
+    if not cols:
+        return []
+    largest = max(cols, key=lambda c: c.std)
+    smallest = min(cols, key=lambda c: c.std)
+    spread = largest.std / smallest.std
+    large = [c for c in cols if c.std > LARGE_STD_LIMIT]
+    small = [c for c in cols if c.std < SMALL_STD_LIMIT]
+    offset = [c for c in cols if abs(c.mean) > MEAN_OFFSET_LIMIT * max(c.std, 1.0)]
+    if spread <= SCALE_SPREAD_LIMIT and not (large or small or offset):
+        return []
+    flagged = list(dict.fromkeys(c.name for c in [*large, *small, *offset]))
+    if spread > SCALE_SPREAD_LIMIT:
+        flagged = list(dict.fromkeys([largest.name, smallest.name, *flagged]))
+    worst = sorted(cols, key=lambda c: -abs(math.log10(c.std)) - abs(c.mean) / max(c.std, 1.0))[:MAX_LISTED]
+    return [Finding(
+        "data.unnormalized", "warning", min(0.95, 0.6 + 0.1 * math.log10(max(spread, 1.0))),
+        title=f"Feature scales span {spread:.3g}x" if spread > SCALE_SPREAD_LIMIT
+        else "Features are far from zero mean / unit scale",
+        evidence={"std_spread": spread, "spread_limit": SCALE_SPREAD_LIMIT,
+                  "largest_std": {largest.name: largest.std}, "smallest_std": {smallest.name: smallest.std},
+                  "large_std_columns": len(large), "large_std_limit": LARGE_STD_LIMIT,
+                  "small_std_columns": len(small), "small_std_limit": SMALL_STD_LIMIT,
+                  "offset_columns": len(offset), "mean_offset_limit": f"|mean| > {MEAN_OFFSET_LIMIT} x max(std, 1)",
+                  "worst": {c.name: {"mean": c.mean, "std": c.std} for c in worst}},
+        where=_names(flagged), source="check_data",
+        remedy=f"Standardize the features (sklearn.preprocessing.StandardScaler fitted on the training split): "
+               f"{largest.name} has std {largest.std:.3g}, {smallest.name} {smallest.std:.3g}. "
+               "Fit the scaler on the training data only and apply the same transform to validation and test.",
+    )]
+
+
+@check("data")
+def heavy_tails(facts: DataFacts, **_) -> list[Finding]:
+    tailed = [c for c in _judged(facts) if abs(c.skew) > SKEW_LIMIT and c.n_unique > 10]
+    if not tailed:
+        return []
+    positive = [c.name for c in tailed if c.min >= 0]
+    other = [c.name for c in tailed if c.min < 0]
+    advice = []
+    if positive:
+        advice.append(f"np.log1p on {_names(positive)} (non-negative)")
+    if other:
+        advice.append(f"sklearn.preprocessing.QuantileTransformer(output_distribution='normal') on {_names(other)}")
+    return [Finding(
+        "data.unnormalized", "info", 0.5,
+        title=f"{len(tailed)} feature(s) with heavy tails",
+        evidence={"skew": {c.name: c.skew for c in tailed[:MAX_LISTED]}, "skew_limit": SKEW_LIMIT},
+        where="heavy tails", source="check_data",
+        remedy="A few extreme values set the scale that standardization picks; transform before scaling: "
+               + "; ".join(advice) + ".",
+    )]
+
+
+@check("data")
+def categories_as_numbers(facts: DataFacts, **_) -> list[Finding]:
+    low, high = CATEGORY_CODE_LEVELS
+    coded = [c for c in _judged(facts) if c.integer_valued and low <= c.n_unique <= high
+             and c.min in (0.0, 1.0) and c.max - c.min + 1 == c.n_unique]
+    # when most columns look like this the data is counts or pixels, not categories
+    if len(coded) * 2 > len(facts.columns):
+        coded = []
+    grouped = {g.group_col for g in facts.group_scales}
+    text_cols = [c for c in facts.categorical_columns if c not in grouped]
+    if not coded and not text_cols:
+        return []
+    parts = []
+    if coded:
+        parts.append(f"if {_names([c.name for c in coded])} are categories, one-hot encode them "
+                     "(sklearn.preprocessing.OneHotEncoder) or use an nn.Embedding: as numbers they impose an order "
+                     "and distances that do not exist")
+    if text_cols:
+        parts.append(f"encode the non-numeric column(s) {_names(text_cols)} (one-hot, or an embedding for many levels)")
+    return [Finding(
+        "data.unnormalized", "info", 0.4,
+        title="Categorical values fed as numbers" if coded else "Non-numeric columns need an encoding",
+        evidence={"integer_codes": {c.name: c.n_unique for c in coded[:MAX_LISTED]},
+                  "levels_range": list(CATEGORY_CODE_LEVELS),
+                  "non_numeric": {c: facts.categorical_columns[c] for c in text_cols[:MAX_LISTED]}},
+        where="categorical columns", source="check_data",
+        remedy="; ".join(parts) + ".",
+    )]
+
+
+# -- data.mixed_units --------------------------------------------------------------------------
+@check("data")
+def mixed_units(facts: DataFacts, **_) -> list[Finding]:
+    findings = []
+    for g in facts.group_scales:
+        if g.scale_spread < GROUP_SCALE_SPREAD_LIMIT or len(findings) >= 3:
+            continue
+        order = sorted(range(len(g.groups)), key=lambda i: g.std[i])
+        lo, hi = order[0], order[-1]
+        findings.append(Finding(
+            "data.mixed_units", "warning", min(0.95, 0.6 + 0.1 * math.log10(g.scale_spread)),
+            title=f"The scale of {g.value_col} depends on {g.group_col} ({g.scale_spread:.3g}x between groups)",
+            evidence={"value_col": g.value_col, "group_col": g.group_col, "groups": len(g.groups),
+                      "std_spread": g.scale_spread, "threshold": GROUP_SCALE_SPREAD_LIMIT,
+                      "largest": {g.groups[hi]: {"mean": g.mean[hi], "std": g.std[hi]}},
+                      "smallest": {g.groups[lo]: {"mean": g.mean[lo], "std": g.std[lo]}},
+                      "groups_too_small": g.n_small_groups},
+            where=f"{g.value_col} by {g.group_col}", source="check_data",
+            remedy=f"Normalize {g.value_col} per {g.group_col}: lossdoctor.GroupNormalizer(group_col="
+                   f"{g.group_col!r}, value_cols=[{g.value_col!r}]) fitted on the training split "
+                   f"({g.groups[hi]!r} has std {g.std[hi]:.3g}, {g.groups[lo]!r} {g.std[lo]:.3g}); a single "
+                   "scaler leaves the small-scale groups flat.",
+        ))
+    return findings
+
+
+# -- data.class_imbalance ----------------------------------------------------------------------
+@check("data")
+def class_imbalance(facts: DataFacts, **_) -> list[Finding]:
+    t = facts.target
+    if t is None or t.task != "classification" or len(t.counts) < 2:
+        return []
+    ratio = max(t.counts) / min(t.counts)
+    if ratio < IMBALANCE_RATIO_LIMIT:
+        return []
+    total = sum(t.counts)
+    major = t.classes[t.counts.index(max(t.counts))]
+    minor = t.classes[t.counts.index(min(t.counts))]
+    weights = {str(c): round(total / (len(t.counts) * n), 3) for c, n in zip(t.classes, t.counts)}
+    return [Finding(
+        "data.class_imbalance", "warning", min(0.95, 0.6 + 0.1 * math.log10(ratio)),
+        title=f"Class {major!r} outnumbers class {minor!r} {ratio:.3g} to 1",
+        evidence={"counts": {str(c): n for c, n in zip(t.classes, t.counts)}, "ratio": ratio,
+                  "threshold": IMBALANCE_RATIO_LIMIT, "majority_share": max(t.counts) / total},
+        where="target", source="check_data",
+        remedy=f"Weight the loss by inverse class frequency (CrossEntropyLoss(weight=torch.tensor([...])) with "
+               f"weights {dict(list(weights.items())[:MAX_LISTED])}), or resample; judge with balanced accuracy "
+               "or per-class recall, not accuracy.",
+    )]
+
+
+# -- data.no_signal ----------------------------------------------------------------------------
+def significant(baseline: BaselineFacts) -> bool:
+    """Did this baseline beat its permutation null?"""
+    limit = NO_SIGNAL_P_LIMIT if baseline.n_permutations < 99 else EXTENDED_P_LIMIT
+    return baseline.p_value <= limit
+
+
+@check("data")
+def no_signal(facts: DataFacts, **_) -> list[Finding]:
+    b = facts.baseline
+    if b is None or significant(b):
+        return []
+    tree = b.nonlinear
+    if tree is not None and significant(tree):
+        return []
+    runs = [b] + ([tree] if tree is not None else [])
+    return [Finding(
+        "data.no_signal", "warning", 0.85 if tree is not None else 0.7,
+        title="A quick baseline cannot beat shuffled labels",
+        evidence={r.model: {"score": r.score, "chance_level": r.chance_level, "null_std": r.null_std,
+                            "p_value": r.p_value, "scoring": r.scoring} for r in runs}
+                 | {"p_limit": NO_SIGNAL_P_LIMIT, "p_limit_after_99_permutations": EXTENDED_P_LIMIT,
+                    "permutations": b.n_permutations, "folds": b.folds, "rows": b.rows},
+        where="target", source="check_data",
+        remedy=f"The data may not support this prediction: {b.model} scores {b.score:.3g} {b.scoring} against "
+               f"{b.chance_level:.3g} with shuffled labels (p = {b.p_value:.2g}). Check that labels are joined to "
+               "the right rows and features are extracted correctly before tuning the network; then look for more "
+               "informative features, or reconsider whether the project is doable.",
+    )]
+
+
+# -- data.label_noise --------------------------------------------------------------------------
+@check("data")
+def label_noise(facts: DataFacts, **_) -> list[Finding]:
+    ln = facts.label_noise
+    if ln is None or ln.share < LABEL_NOISE_SHARE_LIMIT:
+        return []
+    severe = ln.share >= LABEL_NOISE_SEVERE_SHARE
+    return [Finding(
+        "data.label_noise", "error" if severe else "warning", min(0.9, 0.5 + ln.share),
+        title=f"About {ln.share:.0%} of the labels look wrong",
+        evidence={"share_flagged": ln.share, "flagged": ln.n_flagged, "examined": ln.n_examined,
+                  "threshold": LABEL_NOISE_SHARE_LIMIT, "oof_accuracy": ln.oof_accuracy,
+                  "example_indices": ln.indices[:20], "method": ln.method},
+        where="labels", source="check_data",
+        remedy=f"Review the flagged rows first (most suspicious: {ln.indices[:10]}); relabel or drop them, or train "
+               "with a noise-robust loss (e.g. CrossEntropyLoss(label_smoothing=0.1)). "
+               "cleanlab.filter.find_label_issues gives the full ranked list.",
+    )]

@@ -1,0 +1,22 @@
+"""One-line integrations of lossdoctor into the frameworks people train with.
+
+Each submodule defines a ``LossDoctorCallback`` for its framework and imports that framework only
+when the submodule itself is imported, so that ``import lossdoctor.integrations`` stays free of
+Lightning, transformers and Keras:
+
+* ``lossdoctor.integrations.lightning.LossDoctorCallback`` -- ``lightning.pytorch.Trainer(callbacks=[...])``
+* ``lossdoctor.integrations.huggingface.LossDoctorCallback`` -- ``transformers.Trainer(callbacks=[...])``
+* ``lossdoctor.integrations.keras.LossDoctorCallback`` -- ``model.fit(..., callbacks=[...])``
+
+After training, each callback holds the final :class:`lossdoctor.Report` as ``callback.report``.
+"""
+from __future__ import annotations
+
+# The framework each integration needs, and the extra that installs it.
+FRAMEWORKS = {
+    "lightning": ("lightning", "lossdoctor[lightning]"),
+    "huggingface": ("transformers", "lossdoctor[huggingface]"),
+    "keras": ("keras", "lossdoctor[keras]"),
+}
+
+__all__ = ["FRAMEWORKS"]

@@ -1,0 +1,220 @@
+"""lossdoctor for PyTorch Lightning: ``Trainer(callbacks=[LossDoctorCallback()])``.
+
+What it does during ``trainer.fit``:
+
+* watches the LightningModule with :func:`lossdoctor.watch` (NaN origin, gradient health, logit
+  overflow, clipping), with Lightning's own ``gradient_clip_val`` declared as ``max_norm``;
+* records the training loss of every step (the ``loss`` a ``training_step`` returns), the
+  validation loss Lightning logged (``trainer.callback_metrics``), the learning rate, and the total
+  gradient norm *before* Lightning clips it (``on_before_optimizer_step`` runs before clipping);
+* at the end of fit, judges the curves with the same analysis as ``lossdoctor diagnose``, merges
+  the live findings, keeps the Report as ``callback.report``, prints it, and writes it to the
+  Trainer's loggers (numbers via ``log_metrics``, the text via TensorBoard's ``add_text``).
+
+Under DDP every rank records and watches (the watch's read-outs may be collectives that every rank
+must enter); only global rank 0 prints and logs. ``halt_on_nan`` stops all ranks together through
+``strategy.reduce_boolean_decision``, called by every rank at the same steps, so it cannot deadlock.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..evidence import GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, VAL_LOSS
+from ..findings import Report
+from ._common import (
+    CurveRecorder,
+    assemble_report,
+    guarded,
+    report_markdown,
+    require,
+    start_watch,
+    summary_metrics,
+    torch_dropout_rates,
+)
+
+require("lightning", "lossdoctor[lightning]")
+import lightning.pytorch as pl  # noqa: E402
+import torch  # noqa: E402
+
+# Names under which Lightning users commonly log their validation / training loss, in the order
+# they are tried when no key is given (Lightning appends _epoch / _step when on_step and on_epoch).
+VAL_LOSS_KEYS = ("val_loss", "val/loss", "valid_loss", "validation_loss", "val_loss_epoch", "loss/val")
+TRAIN_LOSS_KEYS = ("train_loss", "train/loss", "train_loss_step", "loss/train", "loss")
+
+
+def _find_key(metrics: dict, given: str | None, candidates: tuple[str, ...], must_contain: str) -> str | None:
+    if given is not None:
+        return given if given in metrics else None
+    for key in candidates:
+        if key in metrics:
+            return key
+    for key in metrics:  # e.g. "val_cross_entropy": a loss logged under a name of the user's own
+        low = key.lower()
+        if must_contain in low and "loss" in low:
+            return key
+    return None
+
+
+def _loss_from_outputs(outputs: Any):
+    if isinstance(outputs, torch.Tensor):
+        return outputs
+    if isinstance(outputs, dict) and isinstance(outputs.get("loss"), torch.Tensor):
+        return outputs["loss"]
+    return None
+
+
+def _total_grad_norm(module: torch.nn.Module):
+    """The 2-norm of all gradients, as a tensor on their device (no host synchronisation)."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return None
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for g in grads:
+        by_device.setdefault(g.device, []).append(g)
+    norms = [torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gs)).float())
+             for gs in by_device.values()]
+    first = norms[0].device
+    return torch.linalg.vector_norm(torch.stack([n.to(first) for n in norms]))
+
+
+class LossDoctorCallback(pl.Callback):
+    """Diagnose a Lightning run while it trains; the Report is ``callback.report`` after ``fit``.
+
+    Args:
+        every: read out the watch and check for NaN every this many training batches.
+        val_key / train_key: the ``self.log`` names of the validation / training loss; found
+            automatically when left out (``val_loss``, ``val/loss``, ...).
+        watch_model: hook the model with :func:`lossdoctor.watch` (set False for curves only).
+        halt_on_nan: stop training (all ranks) once the training loss is NaN/Inf.
+        print_report: print the report at the end of fit (rank 0).
+        log_report: write the report to the Trainer's loggers (rank 0).
+        tensorboard: passed to ``lossdoctor.watch`` (a log dir for its histograms).
+        **watch_kwargs: anything else ``lossdoctor.watch`` takes.
+    """
+
+    def __init__(self, every: int = 50, *, val_key: str | None = None, train_key: str | None = None,
+                 watch_model: bool = True, halt_on_nan: bool = False, print_report: bool = True,
+                 log_report: bool = True, tensorboard: str | None = None, **watch_kwargs: Any) -> None:
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every must be a positive number of batches, got {every}")
+        self.every = int(every)
+        self.val_key, self.train_key = val_key, train_key
+        self.watch_model, self.halt_on_nan = watch_model, halt_on_nan
+        self.print_report, self.log_report = print_report, log_report
+        self.tensorboard, self.watch_kwargs = tensorboard, watch_kwargs
+        self.report: Report | None = None
+        self.halted_at: int | None = None
+        self._recorder = CurveRecorder()
+        self._watch = None
+        self._batches = 0
+        self._max_norm: float | None = None
+
+    # -- set-up ----------------------------------------------------------------------------
+    @guarded("lightning")
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.report, self.halted_at, self._batches = None, None, 0
+        self._recorder = CurveRecorder()
+        clip = trainer.gradient_clip_val
+        algorithm = str(trainer.gradient_clip_algorithm or "norm").lower()
+        # only norm clipping has a threshold comparable with the total gradient norm
+        self._max_norm = float(clip) if clip and "norm" in algorithm else None
+        if self.watch_model:
+            optimizer = trainer.optimizers[0] if len(trainer.optimizers) == 1 else None
+            # Lightning clips with torch.nn.utils.clip_grad_norm_, which the watch observes itself.
+            # NaN checks at read-out: the watch's immediate check replays the step's forward on a
+            # copy of the root module, and a LightningModule's forward is not its training_step.
+            kwargs = {"nan_check": "readout", **self.watch_kwargs}
+            self._watch = start_watch(pl_module, optimizer, every=self.every, tensorboard=self.tensorboard,
+                                      **kwargs)
+
+    # -- every step ------------------------------------------------------------------------
+    @guarded("lightning")
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
+        # Lightning clips right after this hook: the norm here is the one clipping compares with.
+        step = trainer.global_step  # 0-based index of the update being made (Lightning's log step)
+        self._recorder.add(GRAD_NORM, step, _total_grad_norm(pl_module))
+        groups = getattr(optimizer, "param_groups", None)
+        if groups:
+            self._recorder.add(LEARNING_RATE, step, float(groups[0]["lr"]))
+
+    @guarded("lightning")
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        loss = _loss_from_outputs(outputs)
+        if loss is None:  # manual optimization or no loss returned: take what was logged
+            key = _find_key(trainer.callback_metrics, self.train_key, TRAIN_LOSS_KEYS, "train")
+            loss = trainer.callback_metrics.get(key) if key else None
+        # global_step already counts this batch's update: its 0-based index is one less (the step
+        # Lightning's own loggers write for a value logged in training_step)
+        step = max(trainer.global_step - 1, 0)
+        if loss is not None:
+            self._recorder.add(TRAIN_LOSS, step, loss)
+        if self._watch is not None and self._watch.optimizer is None:
+            self._watch.step()  # several optimizers: the watch counts batches instead of updates
+        self._batches += 1
+        if self._batches % self.every == 0:
+            flushed = self._recorder.flush()
+            if self.halt_on_nan:
+                self._halt_if_non_finite(trainer, flushed)
+
+    def _halt_if_non_finite(self, trainer: pl.Trainer, flushed: list) -> None:
+        local = any(name == TRAIN_LOSS and not math.isfinite(v) for name, _, v in flushed)
+        # every rank calls this at the same batch count, so the collective cannot deadlock
+        if trainer.strategy.reduce_boolean_decision(local, all=False):
+            trainer.should_stop = True
+            self.halted_at = trainer.global_step
+
+    @guarded("lightning")
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        key = _find_key(trainer.callback_metrics, self.val_key, VAL_LOSS_KEYS, "val")
+        if key is not None:
+            self._recorder.add(VAL_LOSS, max(trainer.global_step - 1, 0), trainer.callback_metrics[key])
+
+    # -- the end ---------------------------------------------------------------------------
+    @guarded("lightning")
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        live = self._watch.report() if self._watch is not None else None  # every rank (collectives)
+        self._close_watch()
+        curves = self._recorder.to_curves(
+            run=type(pl_module).__name__, source="lightning",
+            meta={"format": "lightning", "max_norm": self._max_norm, "max_steps": trainer.max_steps,
+                  "accumulate_grad_batches": trainer.accumulate_grad_batches})
+        metadata = {"framework": "lightning", "global_step": trainer.global_step,
+                    "gradient_clip_val": self._max_norm, "world_size": trainer.world_size,
+                    "halted_at_step": self.halted_at}
+        self.report = assemble_report(curves, live, source="lightning", metadata=metadata,
+                                      dropout_rates=torch_dropout_rates(pl_module))
+        if not trainer.is_global_zero:
+            return
+        if self.log_report:
+            self._log(trainer, self.report)
+        if self.print_report:
+            self.report.print()
+
+    def _log(self, trainer: pl.Trainer, report: Report) -> None:
+        step = trainer.global_step
+        for logger in trainer.loggers:
+            logger.log_metrics(summary_metrics(report), step=step)
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_text"):  # TensorBoard
+                experiment.add_text("lossdoctor/report", report_markdown(report), step)
+            logger.save()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._close_watch()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._close_watch()
+
+    @guarded("lightning")
+    def _close_watch(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()
+
+
+__all__ = ["LossDoctorCallback"]

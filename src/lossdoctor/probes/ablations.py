@@ -1,0 +1,98 @@
+"""Ablations: the user's setting with one thing changed, at the same number of steps.
+
+Each variant is one of the seed's experiments: the suggested learning rate, dropout and weight
+decay off, clipping off, a principled re-initialization, and the other optimizer family.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from .loop import RunResult, train_run
+from .recipe import Recipe, without_dropout
+from .result import ProbeResult
+
+ADAM_LR = 1e-3  # Adam's default rate, the usual first try
+SGD_MOMENTUM = 0.9  # the usual SGD momentum when switching away from Adam
+
+
+def _reinit(model: nn.Module) -> tuple[nn.Module, str]:
+    """he_normal for ReLU-family networks, lecun_normal otherwise (lossdoctor.model.apply_init when present)."""
+    try:
+        from ..model import apply_init
+
+        info = apply_init(model, scheme="auto")
+        return model, f"apply_init(auto){': ' + str(info) if isinstance(info, str) else ''}"
+    except Exception as exc:  # noqa: BLE001 - the model room may not be there yet: use the fallback
+        note = f"lossdoctor.model.apply_init unavailable ({type(exc).__name__}); built-in he/lecun used"
+    relu_like = any(isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU)) for m in model.modules())
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            if relu_like:
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            else:
+                fan_in = nn.init._calculate_fan_in_and_fan_out(m.weight)[0]
+                nn.init.normal_(m.weight, 0.0, fan_in ** -0.5)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.RNNBase):
+            for name, p in m.named_parameters():
+                if name.startswith("weight"):
+                    nn.init.normal_(p, 0.0, p.shape[1] ** -0.5)
+                elif name.startswith("bias"):
+                    nn.init.zeros_(p)
+    return model, note
+
+
+def _is_adam_family(cls: type) -> bool:
+    return issubclass(cls, (torch.optim.Adam, torch.optim.AdamW, torch.optim.Adamax, torch.optim.NAdam,
+                            torch.optim.RAdam, torch.optim.Adagrad, torch.optim.RMSprop, torch.optim.Adadelta))
+
+
+VARIANTS = ("lr_suggested", "no_regularization", "no_clipping", "reinit", "other_optimizer")
+
+
+def run_ablation(recipe: Recipe, variant: str, steps: int, *, suggested_lr: float | None = None,
+                 deadline: float | None = None, seed: int = 0) -> ProbeResult:
+    """Run one variant; ``suggested_lr`` (from the range test) is needed by lr_suggested."""
+    t0 = time.monotonic()
+    model = recipe.fresh_model()
+    data: dict = {"variant": variant}
+    clip = "recipe"
+    if variant == "lr_suggested":
+        optimizer = recipe.make_optimizer(model, lr=suggested_lr)
+        label = f"lr {suggested_lr:.2g} (suggested)"
+        data["lr"] = suggested_lr
+    elif variant == "no_regularization":
+        without_dropout(model)
+        optimizer = recipe.make_optimizer(model, weight_decay=0.0)
+        label = "dropout 0, weight decay 0"
+    elif variant == "no_clipping":
+        optimizer = recipe.make_optimizer(model)
+        clip = None
+        label = "clipping off"
+    elif variant == "reinit":
+        model, how = _reinit(model)
+        optimizer = recipe.make_optimizer(model)
+        label = "re-initialized (he/lecun normal)"
+        data["how"] = how
+    elif variant == "other_optimizer":
+        if _is_adam_family(recipe.optimizer_class):
+            lr = suggested_lr if suggested_lr else recipe.lr
+            optimizer = recipe.make_optimizer(model, optimizer_class=torch.optim.SGD, lr=lr,
+                                              extra={"momentum": SGD_MOMENTUM})
+            label = f"SGD momentum {SGD_MOMENTUM}, lr {lr:.2g}"
+        else:
+            optimizer = recipe.make_optimizer(model, optimizer_class=torch.optim.Adam, lr=ADAM_LR)
+            label = f"Adam lr {ADAM_LR:g}"
+        data["optimizer"] = type(optimizer).__name__
+    else:
+        raise ValueError(f"unknown ablation {variant!r}; one of {VARIANTS}")
+    run: RunResult = train_run(recipe, label=label, steps=steps, model=model, optimizer=optimizer,
+                               grad_clip=clip, seed=seed, deadline=deadline)
+    data["run"] = run.summary()
+    data["losses"] = run.losses
+    data["label"] = label
+    return ProbeResult(f"ablation:{variant}", data=data, seconds=time.monotonic() - t0)

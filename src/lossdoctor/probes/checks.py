@@ -1,0 +1,358 @@
+"""The decisions: checks that turn probe results (plain data) into findings, and what they rule out.
+
+Every comparison is between the user's setting (the baseline run) and one change at the same
+number of steps, on the loss measured over the same training rows in eval mode (the "fit loss").
+A change "helps" when it cuts the fit loss by at least HELPS_RELATIVE of its value and by at least
+HELPS_ABSOLUTE of the reference loss (the expected initial loss, or the run's start).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..findings import Finding, RuledOut
+from ..registry import check
+from .result import ProbeResult
+
+# A change must cut the fit loss by 40 %: short seeded runs of the same recipe differ by a few
+# percent, so a 40 % cut is an effect, not noise.
+HELPS_RELATIVE = 0.4
+# ... and by 10 % of the reference loss (ln C for classification): on a recipe that already fits,
+# going from 0.05 to 0.02 is a 60 % cut that nobody needs to act on.
+HELPS_ABSOLUTE = 0.10
+# The range test puts the user's rate "too low" when it sits a decade or more below the suggested
+# rate (the suggestion is itself a decade below the loss minimum, so this is two decades below it).
+LR_LOW_FACTOR = 10.0
+# ... and only when the baseline removed less than half of its starting loss: in a short run a
+# higher rate nearly always looks faster, so a run that is already making good progress is not
+# called "too slow" on that evidence alone.
+LR_LOW_MAX_PROGRESS = 0.5
+# ... and "too high" when it is above the rate at the smoothed loss minimum (past the minimum the
+# loss already rises with the rate).
+LR_HIGH_FACTOR = 1.0
+# Clipping "masks" the rate when it cuts the gradient on most steps.
+CLIP_ACTIVE_SHARE = 0.5
+# Gradient norms first-layer/last-layer beyond three orders of magnitude: the taxonomy's
+# "orders of magnitude" for vanishing/exploding gradients ...
+BN_MASKED_RATIO = 1e3
+# ... while with batch norm in they stay within two orders: batch norm hides the problem.
+BN_HEALTHY_RATIO = 1e2
+# Initial loss this many times its expected value (ln C, target variance): the first predictions
+# are confidently wrong, a sign of output scale or initialization.
+INITIAL_LOSS_FACTOR = 3.0
+# The small subset counts as fitted below 10 % of the reference loss, the full data as not fitted
+# above 20 %: a clear gap at equal steps (healthy digits recipes reach 2-4 % on the full data).
+SUBSET_FITTED = 0.10
+FULL_NOT_FITTED = 0.20
+# The full-data run "learned nothing" above 90 % of the reference loss (chance level).
+NO_LEARNING = 0.90
+# float32 exp overflows above ~88.7; output magnitudes past half of it at initialization leave no
+# head-room before a softmax computed outside the loss turns Inf.
+EXP_OVERFLOW = 88.72
+LOGIT_HEADROOM_SHARE = 0.5
+
+
+@dataclass
+class ProbeEvidence:
+    """All probe results of one checkup plus the recipe facts the checks need."""
+
+    results: dict[str, ProbeResult] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, name: str) -> ProbeResult | None:
+        r = self.results.get(name)
+        return r if r is not None and r.ran else None
+
+    def run(self, name: str) -> dict | None:
+        r = self.get(name)
+        return r.data.get("run") if r else None
+
+    @property
+    def reference_loss(self) -> float | None:
+        init = self.get("initial_loss")
+        if init and init.data.get("expected_loss"):
+            return float(init.data["expected_loss"])
+        base = self.run("baseline")
+        if base and base.get("start_loss") and math.isfinite(base["start_loss"]):
+            return float(base["start_loss"])
+        return None
+
+
+def _final(run: dict | None) -> float:
+    if not run:
+        return math.nan
+    v = run.get("final_loss")
+    return math.inf if v in ("inf", None) or (isinstance(v, float) and not math.isfinite(v)) else float(v)
+
+
+def compare(ev: ProbeEvidence, variant: str) -> dict[str, Any] | None:
+    """Baseline vs one ablation: the numbers, and whether the change helps."""
+    base, alt = ev.run("baseline"), ev.run(f"ablation:{variant}")
+    ref = ev.reference_loss
+    if not base or not alt or not ref:
+        return None
+    b, a = _final(base), _final(alt)
+    helps = math.isfinite(a) and (not math.isfinite(b) or (a <= (1 - HELPS_RELATIVE) * b and (b - a) >= HELPS_ABSOLUTE * ref))
+    gain = 1.0 if not math.isfinite(b) and math.isfinite(a) else (max(0.0, (b - a) / ref) if math.isfinite(a) else 0.0)
+    return {"baseline_loss": b, "changed_loss": a, "reference_loss": ref, "gain": min(gain, 1.0),
+            "helps": helps, "label": ev.get(f"ablation:{variant}").data.get("label"),
+            "thresholds": {"relative_cut": HELPS_RELATIVE, "absolute_cut": HELPS_ABSOLUTE * ref}}
+
+
+def _confidence(gain: float, floor: float = 0.55) -> float:
+    return min(0.95, floor + 0.4 * gain)
+
+
+@check("probes")
+def learning_rate_off(ev: ProbeEvidence, **_) -> list[Finding]:
+    rng = ev.get("lr_range")
+    cmp = compare(ev, "lr_suggested")
+    if not rng or not cmp or not cmp["helps"]:
+        return []
+    d = rng.data
+    user, suggested, at_min = d["current_lr"], d.get("suggested_lr"), d.get("min_loss_lr")
+    if not suggested or not at_min:
+        return []
+    base = ev.run("baseline") or {}
+    evidence = {**cmp, "user_lr": user, "suggested_lr": suggested, "min_loss_lr": at_min,
+                "blowup_lr": d.get("blowup_lr"), "baseline_first_non_finite_step": base.get("first_non_finite_step")}
+    if user > LR_HIGH_FACTOR * at_min:
+        nan = base.get("first_non_finite_step") is not None
+        return [Finding("optim.lr_too_high", "error" if nan else "warning", 0.9 if nan else _confidence(cmp["gain"]),
+                        evidence=evidence, source="probe:lr_range",
+                        remedy=f"Lower the learning rate from {user:.3g} to about {suggested:.2g} (the range test's "
+                               f"loss minimum is at {at_min:.2g}, clipping off); the fit loss went "
+                               f"{_fmt(cmp['baseline_loss'])} -> {_fmt(cmp['changed_loss'])} at equal steps.")]
+    start, end = base.get("start_loss"), _final(base)
+    progress = (start - end) / start if start and math.isfinite(end) and start > 0 else 0.0
+    evidence["baseline_progress"] = progress
+    if user * LR_LOW_FACTOR <= suggested and progress < LR_LOW_MAX_PROGRESS:
+        return [Finding("optim.lr_too_low", "warning", _confidence(cmp["gain"]), evidence=evidence,
+                        source="probe:lr_range",
+                        remedy=f"Raise the learning rate from {user:.3g} to about {suggested:.2g} (the range test's "
+                               f"loss minimum is at {at_min:.2g}); the fit loss went {_fmt(cmp['baseline_loss'])} -> "
+                               f"{_fmt(cmp['changed_loss'])} at equal steps.")]
+    return []
+
+
+@check("probes")
+def regularization_too_strong(ev: ProbeEvidence, **_) -> list[Finding]:
+    cmp = compare(ev, "no_regularization")
+    if not cmp or not cmp["helps"]:
+        return []
+    f = ev.facts
+    evidence = {**cmp, "dropout": f.get("dropout"), "weight_decay": f.get("weight_decay")}
+    return [Finding("model.regularization_too_strong", "warning", _confidence(cmp["gain"]), evidence=evidence,
+                    source="probe:ablation",
+                    remedy=f"Turn dropout (now {_fmt_dropout(f.get('dropout'))}) and weight decay (now "
+                           f"{f.get('weight_decay', 0):g}) off until the training loss falls "
+                           f"({_fmt(cmp['baseline_loss'])} -> {_fmt(cmp['changed_loss'])} with both off), then add "
+                           "them back gradually (dropout 0.1, then 0.2) while watching validation.")]
+
+
+@check("probes")
+def clipping_masks_learning_rate(ev: ProbeEvidence, **_) -> list[Finding]:
+    cmp = compare(ev, "no_clipping")
+    base = ev.run("baseline")
+    if not cmp or not cmp["helps"] or not base or (base.get("clip_share") or 0) < CLIP_ACTIVE_SHARE:
+        return []
+    evidence = {**cmp, "grad_clip": ev.facts.get("grad_clip"), "clip_share": base["clip_share"],
+                "clip_share_threshold": CLIP_ACTIVE_SHARE}
+    return [Finding("optim.clipping_masks_lr", "warning", _confidence(cmp["gain"]), evidence=evidence,
+                    source="probe:ablation",
+                    remedy=f"Clipping at {ev.facts.get('grad_clip'):g} cut the gradient on {base['clip_share']:.0%} of "
+                           f"the steps. Turn it off, find the highest learning rate that does not blow up "
+                           f"(lossdoctor's range test suggests {_fmt(_suggested(ev))}), lower it a little, then "
+                           "re-enable clipping at a threshold that rarely triggers.")]
+
+
+@check("probes")
+def batchnorm_masks_gradients(ev: ProbeEvidence, **_) -> list[Finding]:
+    r = ev.get("batchnorm_out")
+    if not r:
+        return []
+    without, with_bn = r.data.get("ratio_without_bn"), r.data.get("ratio_with_bn")
+    if without is None or with_bn is None:
+        return []
+    off = lambda x: x == 0 or not math.isfinite(x) or x < 1 / BN_MASKED_RATIO or x > BN_MASKED_RATIO  # noqa: E731
+    fine = lambda x: x > 0 and math.isfinite(x) and 1 / BN_HEALTHY_RATIO <= x <= BN_HEALTHY_RATIO  # noqa: E731
+    if not (off(without) and fine(with_bn)):
+        return []
+    kind = "vanish" if without < 1 else "explode"
+    evidence = {"grad_ratio_first_last_without_bn": without, "grad_ratio_first_last_with_bn": with_bn,
+                "threshold": BN_MASKED_RATIO, "batchnorm_layers": r.data["batchnorm_layers"]}
+    return [Finding("grad.masked_by_batchnorm", "warning", 0.8, evidence=evidence, source="probe:batchnorm_out",
+                    remedy=f"With batch norm taken out, gradients {kind} across depth (first/last layer norm "
+                           f"ratio {without:.2g}, {with_bn:.2g} with it). Fix the initialization and activations "
+                           "(he_normal with ReLU, lossdoctor.model.apply_init) rather than relying on batch norm.")]
+
+
+@check("probes")
+def bad_initialization(ev: ProbeEvidence, **_) -> list[Finding]:
+    cmp = compare(ev, "reinit")
+    init = ev.get("initial_loss")
+    ratio = init.data.get("ratio") if init else None
+    if cmp and cmp["helps"]:
+        evidence = {**cmp, "initial_loss_ratio": ratio, "how": ev.get("ablation:reinit").data.get("how")}
+        return [Finding("model.bad_init", "warning", _confidence(cmp["gain"]), evidence=evidence,
+                        source="probe:ablation",
+                        remedy="Re-initialize with he_normal for ReLU layers and lecun_normal for tanh/SELU "
+                               f"(lossdoctor.model.apply_init(model)): the fit loss went {_fmt(cmp['baseline_loss'])} "
+                               f"-> {_fmt(cmp['changed_loss'])} at equal steps.")]
+    return []
+
+
+@check("probes")
+def initial_loss_far_off(ev: ProbeEvidence, **_) -> list[Finding]:
+    init = ev.get("initial_loss")
+    if not init:
+        return []
+    d = init.data
+    if d.get("non_finite_inputs") or d.get("non_finite_targets"):
+        return [Finding("data.non_finite", "error", 0.95, source="probe:initial_loss",
+                        evidence={"non_finite_inputs": d["non_finite_inputs"], "non_finite_targets": d["non_finite_targets"]})]
+    ratio = d.get("ratio")
+    if ratio is None or ratio <= INITIAL_LOSS_FACTOR:
+        return []
+    evidence = {"initial_loss": d["initial_loss"], "expected_loss": d["expected_loss"], "ratio": ratio,
+                "threshold": INITIAL_LOSS_FACTOR, "output_abs_max": d.get("output_abs_max")}
+    if ev.facts.get("task") == "classification" and (d.get("output_abs_max") or 0) > LOGIT_HEADROOM_SHARE * EXP_OVERFLOW:
+        return [Finding("model.logit_overflow", "warning", 0.7, evidence=evidence, source="probe:initial_loss",
+                        remedy=f"The untrained network already outputs logits up to {d['output_abs_max']:.3g} "
+                               f"(exp overflows above {EXP_OVERFLOW}) and starts at {ratio:.1f}x the expected loss "
+                               f"{d['expected_loss']:.3g}: remove the scale on the logits (temperature, a large "
+                               "output init), keep the softmax inside the loss.")]
+    if compare(ev, "reinit") and compare(ev, "reinit")["helps"]:
+        return []  # bad_initialization reports it with the re-initialization's evidence
+    return [Finding("model.bad_init", "info", 0.4, evidence=evidence, source="probe:initial_loss",
+                    remedy=f"The initial loss is {ratio:.1f}x its expected value {d['expected_loss']:.3g}: the "
+                           "first predictions are confidently wrong. Check the output activation and scale, "
+                           "and the initialization (lossdoctor.model.apply_init(model)).")]
+
+
+@check("probes")
+def optimizer_limits_progress(ev: ProbeEvidence, **_) -> list[Finding]:
+    cmp = compare(ev, "other_optimizer")
+    if not cmp or not cmp["helps"]:
+        return []
+    lr_cmp = compare(ev, "lr_suggested")
+    if lr_cmp and math.isfinite(lr_cmp["changed_loss"]) and cmp["changed_loss"] > (1 - HELPS_RELATIVE) * lr_cmp["changed_loss"]:
+        return []  # the learning rate alone explains it
+    return [Finding("optim.optimizer_choice", "info", 0.5, evidence={**cmp, "user_optimizer": ev.facts.get("optimizer")},
+                    source="probe:ablation",
+                    remedy=f"Advisory: {cmp['label']} reached fit loss {_fmt(cmp['changed_loss'])} against "
+                           f"{_fmt(cmp['baseline_loss'])} with {ev.facts.get('optimizer')} at equal steps; start with "
+                           "Adam to get the loss down and consider SGD with momentum for the last epochs.")]
+
+
+def _fixed_elsewhere(ev: ProbeEvidence, ref: float) -> list[str]:
+    """Ablations that bring the full-data fit loss under FULL_NOT_FITTED: they explain a poor fit."""
+    out = []
+    for variant in ("lr_suggested", "no_regularization", "no_clipping", "reinit"):
+        cmp = compare(ev, variant)
+        if cmp and cmp["helps"] and cmp["changed_loss"] < FULL_NOT_FITTED * ref:
+            out.append(variant)
+    return out
+
+
+@check("probes")
+def too_much_data_for_the_model(ev: ProbeEvidence, **_) -> list[Finding]:
+    sub, base, ref = ev.run("subset"), ev.run("baseline"), ev.reference_loss
+    # Regression targets carry noise the model cannot fit at any size: a memorised subset against
+    # a full-data loss at the noise floor is generalization, not capacity. Classification only.
+    if not sub or not base or not ref or ev.facts.get("task") != "classification":
+        return []
+    s, b = _final(sub), _final(base)
+    if not (s < SUBSET_FITTED * ref and math.isfinite(b) and FULL_NOT_FITTED * ref < b < NO_LEARNING * ref):
+        return []
+    if _fixed_elsewhere(ev, ref):
+        return []
+    val = base.get("val_loss")
+    if val is not None and val >= NO_LEARNING * ref:
+        return []  # nothing generalizes: no signal, not too much data (see nothing_learned_beyond_memorising)
+    evidence = {"subset_rows": ev.get("subset").data["rows"], "subset_loss": s, "full_loss": b, "reference_loss": ref,
+                "thresholds": {"subset_fitted": SUBSET_FITTED * ref, "full_not_fitted": FULL_NOT_FITTED * ref}}
+    return [Finding("data.too_large", "warning", 0.6, evidence=evidence, source="probe:subset",
+                    remedy=f"The model fits {evidence['subset_rows']} rows (loss {_fmt(s)}) but not the full data "
+                           f"(loss {_fmt(b)}) at equal steps: start from a small sample and grow it, reduce the "
+                           "feature or embedding size, or give the model more capacity (wider/deeper layers).")]
+
+
+@check("probes")
+def nothing_learned_beyond_memorising(ev: ProbeEvidence, **_) -> list[Finding]:
+    sub, base, ref = ev.run("subset"), ev.run("baseline"), ev.reference_loss
+    if not sub or not base or not ref or ev.facts.get("task") != "classification":
+        return []
+    s, b = _final(sub), _final(base)
+    val = base.get("val_loss")
+    # with validation data: nothing generalizes beyond chance; without: the full data is not learned
+    unlearned = (val >= NO_LEARNING * ref) if val is not None else (math.isfinite(b) and b >= NO_LEARNING * ref)
+    if not (s < SUBSET_FITTED * ref and unlearned) or _fixed_elsewhere(ev, ref):
+        return []
+    evidence = {"subset_loss": s, "full_loss": b, "val_loss": val, "reference_loss": ref, "threshold": NO_LEARNING * ref}
+    return [Finding("data.no_signal", "warning", 0.6, evidence=evidence, source="probe:subset",
+                    remedy="The model memorises a small subset but learns nothing on the full data (loss stays at "
+                           f"{_fmt(b if val is None else val)}, chance {_fmt(ref)}): the labels may not follow from the features. Check the "
+                           "label join and the feature extraction.")]
+
+
+def rule_out(ev: ProbeEvidence) -> list[RuledOut]:
+    """Causes an experiment tested and found not to matter."""
+    out: list[RuledOut] = []
+
+    def add(code: str, by: str, evidence: dict) -> None:
+        out.append(RuledOut(code, by, evidence))
+
+    for variant, code in (("no_regularization", "model.regularization_too_strong"),
+                          ("no_clipping", "optim.clipping_masks_lr"), ("reinit", "model.bad_init")):
+        cmp = compare(ev, variant)
+        if cmp and not cmp["helps"]:
+            add(code, f"probe:ablation:{variant}", {k: cmp[k] for k in ("baseline_loss", "changed_loss")})
+    cmp = compare(ev, "lr_suggested")
+    if cmp and not cmp["helps"]:
+        ev_lr = {"baseline_loss": cmp["baseline_loss"], "changed_loss": cmp["changed_loss"],
+                 "suggested_lr": _suggested(ev), "user_lr": ev.facts.get("lr")}
+        add("optim.lr_too_high", "probe:lr_range", ev_lr)
+        add("optim.lr_too_low", "probe:lr_range", ev_lr)
+    if ev.facts.get("grad_clip") is None:
+        add("optim.clipping_masks_lr", "recipe", {"grad_clip": None})
+    if not ev.facts.get("dropout") and not ev.facts.get("weight_decay"):
+        add("model.regularization_too_strong", "recipe", {"dropout": 0, "weight_decay": 0})
+    bn = ev.get("batchnorm_out")
+    if bn and not batchnorm_masks_gradients(ev):
+        add("grad.masked_by_batchnorm", "probe:batchnorm_out",
+            {k: bn.data[k] for k in ("ratio_with_bn", "ratio_without_bn")})
+    init = ev.get("initial_loss")
+    if init and not init.data.get("non_finite_inputs") and not init.data.get("non_finite_targets"):
+        add("data.non_finite", "probe:initial_loss", {"non_finite_inputs": 0, "non_finite_targets": 0})
+    ob = ev.run("overfit_batch")
+    ref = ev.reference_loss
+    if ob and ref and _final(ob) > SUBSET_FITTED * ref:
+        add("data.too_large", "probe:overfit_batch",
+            {"one_batch_loss": _final(ob), "note": "not even one batch is fitted: the cause is the network, "
+             "the loss or the optimizer, not the amount of data"})
+    sub, base = ev.run("subset"), ev.run("baseline")
+    if sub and base and ref and not too_much_data_for_the_model(ev) and \
+            not any(r.code == "data.too_large" for r in out):
+        add("data.too_large", "probe:subset", {"subset_loss": _final(sub), "full_loss": _final(base)})
+    return out
+
+
+def _suggested(ev: ProbeEvidence) -> float | None:
+    r = ev.get("lr_range")
+    return r.data.get("suggested_lr") if r else None
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float) and not math.isfinite(x):
+        return "non-finite"
+    return f"{x:.3g}"
+
+
+def _fmt_dropout(d: Any) -> str:
+    if not d:
+        return "none"
+    return ", ".join(f"{name} {p:g}" for name, p in d)

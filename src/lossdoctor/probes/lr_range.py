@@ -1,0 +1,79 @@
+"""Learning-rate range test, clipping off: the loss against an exponentially growing learning rate.
+
+The seed's recipe: turn clipping off, find the highest learning rate that does not blow up, and
+take a little less. The suggested rate is the one at the smoothed loss minimum divided by
+SUGGEST_DIVISOR; the blow-up rate is where the smoothed loss first exceeds BLOWUP_FACTOR times
+its minimum.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from .loop import compute_loss
+from .recipe import Recipe
+from .result import ProbeResult
+
+LR_START = 1e-6  # below any useful rate for SGD or Adam on standardized data
+LR_END = 10.0  # above any rate that does not blow up
+SMOOTHING = 0.8  # exponential smoothing of the mini-batch losses (bias-corrected), as in fastai's finder
+BLOWUP_FACTOR = 4.0  # the smoothed loss at 4x its minimum: the run has blown up, stop there
+# "a little less" than the minimum: one decade below the rate of the smoothed minimum, the usual
+# choice of LR finders (the minimum sits just before divergence)
+SUGGEST_DIVISOR = 10.0
+
+
+def run_lr_range(recipe: Recipe, steps: int, deadline: float | None = None, seed: int = 0) -> ProbeResult:
+    t0 = time.monotonic()
+    model = recipe.fresh_model()
+    optimizer = recipe.make_optimizer(model, lr=LR_START)
+    gen = torch.Generator().manual_seed(seed + 3)
+    torch.manual_seed(seed)
+    factor = (LR_END / LR_START) ** (1.0 / max(steps - 1, 1))
+    base_lr = recipe.lr if recipe.lr > 0 else 1.0
+    ratios = [float(g["lr"]) / LR_START for g in optimizer.param_groups]
+    lrs, raw, smooth = [], [], []
+    avg, best = 0.0, math.inf
+    bs = recipe.batch_size
+    n = recipe.n_train
+    lr = LR_START
+    stopped = "end of range"
+    for i in range(steps):
+        if deadline is not None and time.monotonic() > deadline:
+            stopped = "deadline"
+            break
+        for g, r in zip(optimizer.param_groups, ratios):
+            g["lr"] = lr * r
+        idx = torch.randint(0, n, (bs,), generator=gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss = compute_loss(recipe, model, recipe.X[idx], recipe.y[idx])
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            stopped = "non-finite loss"
+            break
+        loss.backward()
+        optimizer.step()
+        avg = SMOOTHING * avg + (1 - SMOOTHING) * value
+        s = avg / (1 - SMOOTHING ** (i + 1))
+        lrs.append(lr)
+        raw.append(value)
+        smooth.append(s)
+        best = min(best, s)
+        if s > BLOWUP_FACTOR * best:
+            stopped = "blew up"
+            break
+        lr *= factor
+    data: dict = {"lrs": lrs, "losses": smooth, "raw_losses": raw, "current_lr": recipe.lr, "stopped": stopped,
+                  "suggested_lr": None, "min_loss_lr": None, "blowup_lr": None}
+    if len(smooth) >= 5:
+        i_min = min(range(len(smooth)), key=smooth.__getitem__)
+        data["min_loss_lr"] = lrs[i_min]
+        data["suggested_lr"] = lrs[i_min] / SUGGEST_DIVISOR
+        data["min_loss"] = smooth[i_min]
+        data["start_loss"] = smooth[0]
+        if stopped in ("blew up", "non-finite loss"):
+            data["blowup_lr"] = lr
+    data["user_lr_ratio"] = base_lr / data["suggested_lr"] if data["suggested_lr"] else None
+    return ProbeResult("lr_range", data=data, seconds=time.monotonic() - t0)

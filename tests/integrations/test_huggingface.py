@@ -1,0 +1,106 @@
+"""LossDoctorCallback in real transformers.Trainer runs: a model built from a config (no download),
+trained on scikit-learn's digits on CPU."""
+import pytest
+import torch
+from torch import nn
+
+transformers = pytest.importorskip("transformers")
+from sklearn.datasets import load_digits  # noqa: E402
+from transformers import PretrainedConfig, PreTrainedModel, Trainer, TrainingArguments  # noqa: E402
+
+from lossdoctor import Report  # noqa: E402
+from lossdoctor.integrations.huggingface import LossDoctorCallback, curves_from_log_history  # noqa: E402
+
+
+class DigitsConfig(PretrainedConfig):
+    model_type = "lossdoctor_digits_mlp"
+
+    def __init__(self, hidden: int = 64, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = hidden
+
+
+class DigitsMLP(PreTrainedModel):
+    config_class = DigitsConfig
+
+    def __init__(self, config: DigitsConfig):
+        super().__init__(config)
+        self.net = nn.Sequential(nn.Linear(64, config.hidden), nn.ReLU(), nn.Linear(config.hidden, 10))
+        self.post_init()
+
+    def forward(self, pixel_values, labels=None):
+        logits = self.net(pixel_values)
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return {"loss": loss, "logits": logits}
+
+
+class Digits(torch.utils.data.Dataset):
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        return {"pixel_values": self.X[i], "labels": self.y[i]}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    X, y = torch.tensor(X / 16.0, dtype=torch.float32), torch.tensor(y)
+    return Digits(X[:1400], y[:1400]), Digits(X[1400:], y[1400:])
+
+
+def train(digits, tmp_path, lr, warmup_steps=40, max_grad_norm=0.0, steps=200):
+    """SGD with a linear warm-up to ``lr`` over ``warmup_steps``, then constant."""
+    callback = LossDoctorCallback(print_report=False)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=steps, per_device_train_batch_size=32, learning_rate=lr,
+        optim="sgd", lr_scheduler_type="constant_with_warmup", warmup_steps=warmup_steps,
+        max_grad_norm=max_grad_norm, logging_steps=5, eval_strategy="steps", eval_steps=25, save_strategy="no",
+        report_to=[], use_cpu=True, disable_tqdm=True, dataloader_num_workers=0, seed=0,
+    )
+    trainer = Trainer(model=DigitsMLP(DigitsConfig()), args=args, train_dataset=digits[0], eval_dataset=digits[1],
+                      callbacks=[callback])
+    trainer.train()
+    return callback, trainer
+
+
+def test_divergence_right_after_warm_up_is_reported_as_a_too_high_learning_rate(digits, tmp_path):
+    callback, _ = train(digits, tmp_path, lr=2.0)
+    report = callback.report
+    assert isinstance(report, Report)
+    assert report.verdict == "diverging"
+    finding = next(f for f in report.findings if f.code == "optim.lr_too_high")
+    assert finding.severity == "error"
+    assert finding.evidence["warmup_end_step"] == pytest.approx(40, abs=5)  # read from the LR schedule
+    assert report.metadata["warmup_steps"] == 40
+
+
+def test_same_schedule_at_a_sound_peak_learning_rate_is_clean(digits, tmp_path):
+    callback, _ = train(digits, tmp_path, lr=0.5)
+    report = callback.report
+    assert report.verdict == "converging", report.to_text()
+    assert report.warnings() == []
+    assert {"train_loss", "val_loss", "lr", "grad_norm"} <= set(report.plots["curves"])
+
+
+def test_tiny_max_grad_norm_is_reported_as_clipping_masking_the_learning_rate(digits, tmp_path):
+    callback, _ = train(digits, tmp_path, lr=0.5, max_grad_norm=0.01, steps=120)
+    assert callback.report.has("optim.clipping_masks_lr", "warning")
+
+
+def test_log_history_becomes_curves_with_the_warm_up_in_meta():
+    history = [
+        {"loss": 2.3, "grad_norm": 1.5, "learning_rate": 0.01, "epoch": 0.1, "step": 5},
+        {"eval_loss": 2.1, "epoch": 0.1, "step": 5},
+        {"loss": 1.9, "grad_norm": 1.2, "learning_rate": 0.02, "epoch": 0.2, "step": 10},
+        {"train_runtime": 1.0, "train_loss": 2.1, "epoch": 0.2, "step": 10},  # the run's summary, not a point
+    ]
+    curves = curves_from_log_history(history, meta={"warmup_steps": 10})
+    assert list(curves.train.values) == [2.3, 1.9]
+    assert list(curves.val.steps) == [5.0]
+    assert list(curves.get("lr").values) == [0.01, 0.02]
+    assert curves.meta["warmup_steps"] == 10
+    assert len(curves_from_log_history([]).series) == 0  # nothing logged yet: empty, not an error

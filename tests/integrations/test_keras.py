@@ -1,0 +1,114 @@
+"""LossDoctorCallback in real Keras 3 fits (torch backend, set in tests/conftest.py) on scikit-learn data."""
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+from sklearn.datasets import load_diabetes, load_digits  # noqa: E402
+
+from lossdoctor import Report  # noqa: E402
+from lossdoctor.integrations.keras import LossDoctorCallback, batch_loss_from_running_mean  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return (X / 16.0).astype("float32"), y
+
+
+@pytest.fixture(scope="module")
+def diabetes():
+    X, y = load_diabetes(return_X_y=True)
+    return ((X - X.mean(0)) / X.std(0)).astype("float32"), (y / 100.0).astype("float32")
+
+
+def classifier(output_activation=None, initializer="glorot_uniform"):
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input((64,)),
+        keras.layers.Dense(64, activation="relu", kernel_initializer=initializer, name="hidden1"),
+        keras.layers.Dense(64, activation="relu", kernel_initializer=initializer, name="hidden2"),
+        keras.layers.Dense(10, activation=output_activation, name="out"),
+    ])
+
+
+def fit(model, data, loss, optimizer, epochs=4, batch_size=32, **callback_kwargs):
+    X, y = data
+    model.compile(optimizer=optimizer, loss=loss)
+    callback = LossDoctorCallback(print_report=False, **callback_kwargs)
+    split = int(0.8 * len(X))
+    model.fit(X[:split], y[:split], validation_data=(X[split:], y[split:]), batch_size=batch_size,
+              epochs=epochs, verbose=0, callbacks=[callback])
+    return callback
+
+
+def sparse_ce(from_logits=True):
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+
+
+def test_softmax_output_into_a_from_logits_loss_is_reported_as_double_softmax(digits):
+    callback = fit(classifier("softmax"), digits, sparse_ce(), keras.optimizers.Adam(1e-3))
+    report = callback.report
+    assert isinstance(report, Report)
+    finding = next(f for f in report.findings if f.code == "model.activation_mismatch")
+    assert finding.severity == "error" and finding.where == "out"
+    assert finding.evidence["output_activation"] == "softmax" and finding.evidence["from_logits"] is True
+
+
+def test_logits_into_a_from_logits_loss_train_clean(digits):
+    callback = fit(classifier(None), digits, sparse_ce(), keras.optimizers.Adam(1e-3))
+    assert callback.report.verdict == "converging", callback.report.to_text()
+    assert callback.report.warnings() == []
+
+
+def test_raw_outputs_into_a_probability_loss_are_reported(digits):
+    callback = fit(classifier(None), digits, sparse_ce(from_logits=False), keras.optimizers.Adam(1e-3), epochs=1)
+    assert callback.report.has("model.activation_mismatch", "error")
+
+
+def test_kernels_initialized_a_thousand_times_too_small_are_reported(digits):
+    tiny = keras.initializers.RandomNormal(stddev=1e-4)
+    callback = fit(classifier(None, initializer=tiny), digits, sparse_ce(), keras.optimizers.Adam(1e-3), epochs=1)
+    flagged = {f.where for f in callback.report.findings if f.code == "model.bad_init"}
+    assert flagged == {"hidden1", "hidden2"}
+
+
+def regressor():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((10,)), keras.layers.Dense(32, activation="relu", name="hidden"),
+                             keras.layers.Dense(1, name="out")])
+
+
+def test_far_too_high_learning_rate_gives_nan_loss_and_nan_weights(diabetes):
+    callback = fit(regressor(), diabetes, "mse", keras.optimizers.SGD(1.0), batch_size=16)
+    report = callback.report
+    assert report.verdict == "non_finite"
+    assert report.has("optim.lr_too_high", "warning")
+    nan_weights = next(f for f in report.findings if f.code == "grad.non_finite" and f.source == "keras:weights")
+    assert nan_weights.where == "hidden"  # the first layer, in model order
+
+
+def test_same_regression_at_a_sound_learning_rate_is_clean(diabetes):
+    callback = fit(regressor(), diabetes, "mse", keras.optimizers.SGD(0.03), batch_size=16)
+    assert callback.report.verdict == "converging", callback.report.to_text()
+    assert callback.report.warnings() == []
+    assert {"train_loss", "val_loss", "lr"} <= set(callback.report.plots["curves"])
+
+
+def test_halt_on_nan_stops_fit_in_the_first_epoch(diabetes):
+    callback = fit(regressor(), diabetes, "mse", keras.optimizers.SGD(1.0), batch_size=16, epochs=6, halt_on_nan=True)
+    assert callback.halted_at is not None and callback.halted_at < 22  # 353 rows / 16 per batch
+
+
+def test_batch_losses_are_recovered_from_keras_running_means():
+    rng = np.random.default_rng(0)
+    losses = rng.uniform(0.5, 3.0, 40).astype(np.float32)
+    means = np.cumsum(losses, dtype=np.float32) / np.arange(1, 41, dtype=np.float32)
+    recovered = [batch_loss_from_running_mean(k, float(means[k]), float(means[k - 1]) if k else None)
+                 for k in range(40)]
+    np.testing.assert_allclose(recovered, losses, rtol=1e-3)
+
+
+def test_after_a_huge_spike_the_running_mean_is_kept_rather_than_cancelled_digits():
+    means = np.cumsum(np.array([1.0, 7e8, 2.0, 2.5], dtype=np.float32)) / np.arange(1, 5, dtype=np.float32)
+    value = batch_loss_from_running_mean(3, float(means[3]), float(means[2]))
+    assert value == pytest.approx(float(means[3]))  # not a garbage (possibly negative) difference

@@ -1,0 +1,107 @@
+"""Hugging Face trainer_state.json from a real (tiny) Trainer run on a model built from a config."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lossdoctor.diagnose import diagnose
+from lossdoctor.logs import read_runs
+
+
+@pytest.fixture(scope="module")
+def hf_runs(tmp_path_factory, digits_data):
+    from transformers import PretrainedConfig, PreTrainedModel, Trainer, TrainingArguments
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class DigitsConfig(PretrainedConfig):
+        model_type = "lossdoctor-digits-mlp"
+
+        def __init__(self, n_features=64, hidden=64, n_classes=10, **kwargs):
+            super().__init__(**kwargs)
+            self.n_features, self.hidden, self.n_classes = n_features, hidden, n_classes
+
+    class DigitsMLP(PreTrainedModel):
+        config_class = DigitsConfig
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.net = torch.nn.Sequential(torch.nn.Linear(config.n_features, config.hidden), torch.nn.ReLU(),
+                                           torch.nn.Linear(config.hidden, config.n_classes))
+
+        def forward(self, features=None, labels=None):
+            logits = self.net(features)
+            loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+            return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    class Rows(torch.utils.data.Dataset):
+        def __init__(self, X, y):
+            self.X, self.y = X, y
+
+        def __len__(self):
+            return len(self.y)
+
+        def __getitem__(self, i):
+            return {"features": self.X[i], "labels": self.y[i]}
+
+    Xtr, ytr, Xva, yva = digits_data()
+    root = tmp_path_factory.mktemp("hf")
+    out = {}
+    # healthy: AdamW 3e-3; too high: SGD warmed up over 40 steps to lr 3 (no clipping to hide it)
+    for name, kwargs in {"healthy": dict(learning_rate=3e-3),
+                         "lr_too_high": dict(learning_rate=3.0, optim="sgd", warmup_steps=40,
+                                             lr_scheduler_type="constant_with_warmup", max_grad_norm=0.0)}.items():
+        torch.manual_seed(0)
+        args = TrainingArguments(
+            output_dir=str(root / name), max_steps=240, per_device_train_batch_size=32, logging_steps=4,
+            eval_strategy="steps", eval_steps=24, per_device_eval_batch_size=512, save_strategy="steps",
+            save_steps=120, report_to="none", disable_tqdm=True, use_cpu=True, seed=0,
+            dataloader_num_workers=0, **kwargs)
+        trainer = Trainer(model=DigitsMLP(DigitsConfig()), args=args, train_dataset=Rows(Xtr, ytr),
+                          eval_dataset=Rows(Xva, yva))
+        trainer.train()
+        trainer.save_state()
+        out[name] = root / name
+    return root, out
+
+
+def test_trainer_state_reads_loss_eval_loss_lr_and_grad_norm(hf_runs):
+    _, out = hf_runs
+    state = json.loads((out["healthy"] / "trainer_state.json").read_text())
+    logged = [e for e in state["log_history"] if "loss" in e]
+    (curves,) = read_runs(out["healthy"] / "trainer_state.json")
+    assert curves.meta["format"] == "huggingface" and curves.run == "healthy"
+    np.testing.assert_allclose(curves.train.values, [e["loss"] for e in logged])
+    assert len(curves.val) == 240 // 24
+    assert "lr" in curves.series
+    assert ("grad_norm" in curves.series) == ("grad_norm" in logged[0])
+    # the summary entry (train_runtime, average train_loss) is not a point on the curve
+    assert curves.train.steps[-1] <= 240 and len(curves.train) == len(logged)
+
+
+def test_output_dir_gives_one_run_from_the_top_level_state_not_the_checkpoints(hf_runs):
+    root, out = hf_runs
+    assert (out["healthy"] / "checkpoint-120" / "trainer_state.json").exists()
+    runs = read_runs(root)
+    assert sorted(c.run for c in runs) == ["healthy", "lr_too_high"]
+    assert all(c.source.endswith("trainer_state.json") and "checkpoint" not in c.source for c in runs)
+
+
+def test_a_checkpoint_dir_alone_reads_the_latest_checkpoint(hf_runs, tmp_path):
+    _, out = hf_runs
+    import shutil
+
+    for ck in ("checkpoint-120", "checkpoint-240"):
+        shutil.copytree(out["healthy"] / ck, tmp_path / "run" / ck)
+    (curves,) = read_runs(tmp_path / "run")
+    assert curves.run == "run" and "checkpoint-240" in curves.source
+
+
+def test_healthy_trainer_run_converges_and_too_high_lr_is_blamed(hf_runs):
+    _, out = hf_runs
+    healthy = diagnose(out["healthy"] / "trainer_state.json")
+    assert healthy.verdict == "converging" and healthy.warnings() == []
+    bad = diagnose(out["lr_too_high"] / "trainer_state.json")
+    assert bad.verdict in ("diverging", "non_finite")
+    assert bad.has("optim.lr_too_high", "warning")
+    assert bad.exit_code == 1

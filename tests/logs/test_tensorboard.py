@@ -1,0 +1,75 @@
+"""TensorBoard logs written by torch.utils.tensorboard.SummaryWriter during real trainings."""
+import json
+
+import numpy as np
+import pytest
+
+from lossdoctor.diagnose import diagnose
+from lossdoctor.logs import read_runs
+
+
+@pytest.fixture(scope="module")
+def tb_dir(tmp_path_factory, train_digits):
+    from torch.utils.tensorboard import SummaryWriter
+
+    root = tmp_path_factory.mktemp("tb") / "runs"
+    records = {}
+    for fault in ("healthy", "lr_nan"):
+        writer = SummaryWriter(log_dir=str(root / fault))
+
+        def on_step(step, loss, lr, gn, w=writer):
+            w.add_scalar("Loss/train", loss, step)
+            w.add_scalar("lr", lr, step)
+            w.add_scalar("grad_norm", gn, step)
+
+        records[fault] = train_digits(fault, on_step=on_step,
+                                      on_eval=lambda step, val, w=writer: w.add_scalar("Loss/val", val, step))
+        writer.close()
+    return root, records
+
+
+def test_each_run_directory_is_one_run_with_standard_series(tb_dir):
+    root, records = tb_dir
+    runs = {c.run: c for c in read_runs(root)}
+    assert set(runs) == {"healthy", "lr_nan"}
+    healthy = runs["healthy"]
+    assert healthy.meta["format"] == "tensorboard"
+    assert set(healthy.series) >= {"train_loss", "val_loss", "lr", "grad_norm"}
+    np.testing.assert_allclose(healthy.train.values, records["healthy"]["loss"], rtol=1e-6)
+    np.testing.assert_array_equal(healthy.val.steps, records["healthy"]["val_steps"])
+
+
+def test_healthy_run_converges_and_nan_run_is_non_finite(tb_dir):
+    root, records = tb_dir
+    reports = {r.metadata["run"]: r for r in diagnose(root)}
+    assert reports["healthy"].verdict == "converging"
+    assert reports["healthy"].warnings() == []
+    bad = reports["lr_nan"]
+    assert bad.verdict == "non_finite"
+    first = records["lr_nan"]["steps"][int(np.argmax(~np.isfinite(records["lr_nan"]["loss"])))]
+    assert bad.metadata["evidence"]["first_non_finite_step"] == first
+    assert bad.has("optim.lr_too_high", "warning")
+
+
+def test_a_single_event_file_is_read_as_its_run(tb_dir):
+    root, _ = tb_dir
+    event_file = next((root / "healthy").glob("events.out.tfevents*"))
+    (curves,) = read_runs(event_file)
+    assert curves.run == "healthy" and len(curves.train) == 360
+
+
+def test_cli_prints_a_list_for_several_runs_and_exits_1(tb_dir, cli):
+    root, _ = tb_dir
+    code, out, err = cli("diagnose", root, "--json")
+    data = json.loads(out)
+    assert isinstance(data, list) and len(data) == 2
+    assert {d["verdict"] for d in data} == {"converging", "non_finite"}
+    assert code == 1
+    code, out, _ = cli("diagnose", root / "healthy", "--json")
+    assert code == 0 and json.loads(out)["verdict"] == "converging"
+
+
+def test_train_tag_override_picks_the_named_tag(tb_dir):
+    root, records = tb_dir
+    (curves,) = read_runs(root / "healthy", train="grad_norm")
+    np.testing.assert_allclose(curves.train.values, records["healthy"]["grad_norm"], rtol=1e-6)
