@@ -51,7 +51,7 @@ class Digits(torch.utils.data.Dataset):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--healthy", action="store_true", help="peak learning rate 0.5 instead of 2.0")
+    parser.add_argument("--healthy", action="store_true", help="peak learning rate 0.01 instead of 1.0")
     args = parser.parse_args()
     torch.set_num_threads(1)
     X, y = load_digits(return_X_y=True)
@@ -60,8 +60,8 @@ def main() -> None:
     doctor = LossDoctorCallback()
     with tempfile.TemporaryDirectory() as out:
         training_args = TrainingArguments(
-            output_dir=out, max_steps=200, per_device_train_batch_size=32, optim="sgd",
-            learning_rate=0.5 if args.healthy else 2.0, lr_scheduler_type="constant_with_warmup", warmup_steps=40,
+            output_dir=out, max_steps=250, per_device_train_batch_size=32,
+            learning_rate=0.01 if args.healthy else 1.0, lr_scheduler_type="constant_with_warmup", warmup_steps=60,
             max_grad_norm=0.0, logging_steps=5, eval_strategy="steps", eval_steps=25, save_strategy="no",
             report_to=[], use_cpu=True, disable_tqdm=True, log_level="warning", seed=0,
         )

@@ -1,4 +1,4 @@
-"""Fault: a 2-unit bottleneck cannot hold ten digit classes; it fits a small sample but not the set."""
+"""Fault: a 3-unit bottleneck cannot hold ten digit classes; it fits a small sample but not the set."""
 import numpy as np
 import torch
 from torch import nn
@@ -11,6 +11,6 @@ EXPECTED = "data.too_large"
 def build():
     torch.manual_seed(0)
     train, val = digits()
-    model = nn.Sequential(nn.Linear(64, 2), nn.ReLU(), nn.Linear(2, 10))
+    model = nn.Sequential(nn.Linear(64, 3), nn.ReLU(), nn.Linear(3, 10))
     return {"model": model, "train": train, "val": val, "loss_fn": nn.CrossEntropyLoss(),
             "optimizer": torch.optim.Adam(model.parameters(), lr=1e-2)}

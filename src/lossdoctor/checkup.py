@@ -61,6 +61,10 @@ TIMING_STEPS = 5
 DATA_BASELINE_MIN_BUDGET = 20.0
 # The monitor reads its statistics this often during the baseline run.
 MONITOR_EVERY = 20
+# The monitored run gets at most this share of the budget and this many steps: enough read-outs
+# (MONITOR_EVERY apart) to see dead units, gradient trends and the first NaN.
+MONITOR_SHARE = 0.2
+MONITOR_MAX_STEPS = 200
 
 
 @contextlib.contextmanager
@@ -214,14 +218,14 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int) -> Repo
         variants.append("no_clipping")
     variants.append("other_optimizer")
     has_bn = bool(facts["batchnorm"])
-    total = 5 + len(variants) + has_bn
+    total = 6 + len(variants) + has_bn
     room_reports: list[Report] = []
     with _Progress(progress, total) as bar:
         bar.start("model and data checks")
         room_reports += _model_and_data_checks(recipe, notes, budget_s)
         bar.done()
         # runs: baseline, subset, the ablations, half a run for one batch, the range test
-        n_runs = 2 + len(variants) + OVERFIT_SHARE + LR_RANGE_STEPS / MAX_STEPS
+        n_runs = 2 + len(variants) + OVERFIT_SHARE + LR_RANGE_STEPS / MAX_STEPS + MONITOR_SHARE
         steps, per_step = _plan_steps(recipe, budget, n_runs)
         est = lambda n: n * per_step * 1.2  # noqa: E731 - 20 % for evaluation passes and noise
         deadline = budget.deadline()
@@ -231,11 +235,18 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int) -> Repo
         bar.done()
 
         bar.start("baseline (your setting)")
-        watch_holder: dict[str, Any] = {}
-        base = train_run(recipe, label="your setting", steps=steps, seed=seed, deadline=deadline,
-                         setup=lambda m, o: _start_monitor(m, o, recipe, watch_holder, notes),
-                         on_step=lambda loss: _monitor_step(watch_holder, loss))
+        base = train_run(recipe, label="your setting", steps=steps, seed=seed, deadline=deadline)
         ev.results["baseline"] = _as_probe("baseline", base, steps)
+        bar.done()
+
+        # The live monitor runs along on its own copy of the user's setting, time-boxed, so that its
+        # overhead never eats the comparisons' budget (the baseline above is the reference run).
+        bar.start("live monitor (your setting)")
+        watch_holder: dict[str, Any] = {}
+        monitor_deadline = min(deadline, time.monotonic() + MONITOR_SHARE * budget_s)
+        train_run(recipe, label="monitored", steps=min(steps, MONITOR_MAX_STEPS), seed=seed, deadline=monitor_deadline,
+                  setup=lambda m, o: _start_monitor(m, o, recipe, watch_holder, notes),
+                  on_step=lambda loss: _monitor_step(watch_holder, loss))
         monitor_report = _call_room(notes, "live monitor read-out", lambda: watch_holder["watch"].report()) \
             if "watch" in watch_holder else None
         if monitor_report is not None:
@@ -296,6 +307,9 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int) -> Repo
 MECHANISM_CODES = ("grad.dead_relu", "grad.vanishing", "grad.exploding")
 # Data findings that explain "fits a subset, not the full data" better than a lack of capacity.
 DATA_EXPLANATIONS = ("data.label_noise", "data.no_signal", "data.non_finite")
+# Symptoms a too-high learning rate produces; when the rate ablation confirms the rate and the
+# baseline diverged, the rate is ranked above them.
+LR_SYMPTOM_CODES = ("grad.dead_relu", "grad.exploding", "grad.non_finite", "model.logit_overflow")
 # Confidence a probe finding keeps when a more specific one explains the same observation.
 YIELD_CONFIDENCE = 0.5
 
@@ -313,6 +327,13 @@ def _differential(findings: list[Finding]) -> list[Finding]:
         if explained_by:
             f.confidence = min(f.confidence, YIELD_CONFIDENCE)
             f.evidence["more_specific"] = explained_by
+        if f.source == "probe:lr_range" and f.code == "optim.lr_too_high" and f.evidence.get("baseline_diverged"):
+            symptoms = [g for g in findings if g.code in LR_SYMPTOM_CODES and not g.source.startswith("probe:")
+                        and g.severity != "info"]
+            if symptoms:  # a lower rate removed them: the rate is the cause to fix first
+                f.severity = "error"
+                f.confidence = max(f.confidence, min(0.99, max(g.confidence for g in symptoms) + 0.01))
+                f.evidence["explains"] = sorted({g.code for g in symptoms})
         out.append(f)
     return out
 

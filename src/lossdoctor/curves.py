@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .evidence import GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, VAL_LOSS, Curves, Series
+from .evidence import GRAD_NORM, LEARNING_RATE, Curves, Series
 from .findings import Event, Finding, Report
 from .registry import check, run_checks
 
@@ -68,6 +68,9 @@ DIVERGE_CROSSING = 0.5
 # ... and its step is where the rise began: the first point past the last block still within 10 %
 # of the rise above the minimum (so a slow climb is dated to its start, not its middle).
 DIVERGE_ONSET = 0.10
+# "... and stays up": after that step the smoothed curve stays above the half-way line for at least
+# 80 % of the remaining blocks. A curve that keeps coming back down oscillates; it did not diverge.
+DIVERGE_STAYS_UP = 0.80
 
 # Overfitting: the validation loss ended at least 10 % above its best (the usual early-stopping
 # tolerance; a plateau with noise stays well below it) ...
@@ -91,12 +94,22 @@ PLATEAU_BAND = 0.05
 RECENT_FRACTION = 0.30
 STILL_FALLING_DROP = 0.05
 
-# Oscillating: in the second half of the run the smoothed curve swings over at least 30 % of the
-# loss's scale (its starting level; 10-90 % range of block medians, so single spikes do not count;
-# relative to the start, not to the current level, which is near 0 for a run that converged) ...
+# Oscillating: in the second half of the run the loss swings (10-90 % range, so single spikes do
+# not count) over at least 30 % of its own level ...
 OSCILLATE_MIN_SWING = 0.30
-# ... and that swing is larger than twice the net descent over the same half (no downward trend).
+# ... and over at least 10 % of the loss's scale, so that a converged loss wobbling near 0
+# (0.010 <-> 0.015 is 50 % of its level) is not called oscillating ...
+OSCILLATE_MIN_SWING_OF_SCALE = 0.10
+# ... the smoothed curve moves at least 3 times by half its own swing, turning each time (down, up,
+# down again: a single bump or a slow drift is not an oscillation) ...
+OSCILLATE_MIN_LEGS = 3
+# ... and the swing is larger than twice the net descent over the same half (no downward trend).
 OSCILLATE_TREND_RATIO = 2.0
+# The swing is measured on the raw points (a fast oscillation hides inside the blocks), so it must
+# be at least twice what white minibatch noise of the measured point-to-point sigma spans
+# (10-90 % of a Gaussian = 2.56 sigma): the loss moves in waves, not from batch to batch.
+WHITE_NOISE_SPREAD = 2.56
+OSCILLATE_NOISE_RATIO = 2.0
 
 # Advice for each verdict, shown with the report (causes come as findings).
 VERDICT_ADVICE = {
@@ -108,7 +121,8 @@ VERDICT_ADVICE = {
     "diverging": "Lower the learning rate and resume from a checkpoint taken before the divergence step.",
     "non_finite": "Find what produced the first NaN/Inf: lower the learning rate, check the inputs, "
     "keep softmax inside the loss.",
-    "stalled": "The loss stopped falling high: test a larger learning rate and less regularization.",
+    "stalled": "The loss stopped falling while still high: a quick baseline on the data tells its floor from a "
+    "stall; then test a larger learning rate and less regularization.",
     "oscillating": "Lower the learning rate (or raise the batch size) until the swings stop.",
     "insufficient_data": "Log more points (at least the number given in the evidence) and run again.",
 }
@@ -189,6 +203,20 @@ def _running_median3(values: np.ndarray) -> np.ndarray:
         return values.copy()
     padded = np.concatenate([values[:1], values, values[-1:]])
     return np.median(np.lib.stride_tricks.sliding_window_view(padded, 3), axis=1)
+
+
+def _zigzag_legs(level: np.ndarray, min_move: float) -> int:
+    """How many times the curve moves up or down by at least ``min_move`` before turning back."""
+    if level.size < 3 or min_move <= 0:
+        return 0
+    legs, direction, anchor = 0, 0, float(level[0])
+    for x in level[1:].tolist():  # at most SMOOTH_BINS points
+        move = x - anchor
+        if (direction >= 0 and move <= -min_move) or (direction <= 0 and move >= min_move):
+            legs, direction, anchor = legs + 1, (1 if move > 0 else -1), x
+        elif direction * move > 0:
+            anchor = x  # the leg goes on: its far end moves with it
+    return legs
 
 
 def _end_level(values: np.ndarray, sigma: float) -> tuple[float, float]:
@@ -274,8 +302,11 @@ def _verdict(curves: Curves) -> CurveAnalysis:
 
     sm = _smooth(steps, values)
     start = float(sm.level[0])
-    i_min = int(np.argmin(sm.level))
-    low = float(sm.level[i_min])
+    # the minimum must hold for neighbouring blocks too: one low block (a trough of a fast
+    # oscillation, a lucky run of easy batches) is not the level the run reached
+    held = _running_median3(sm.level)
+    i_min = int(np.argmin(held))
+    low = float(held[i_min])
     end, end_sigma = _end_level(values, sm.sigma_point)
     scale = max(abs(start), abs(low), 1e-12)
     drop = start - low
@@ -287,11 +318,12 @@ def _verdict(curves: Curves) -> CurveAnalysis:
     noise_floor = NOISE_SIGMAS * math.hypot(end_sigma, sm.sigma)
     gave_back = rise >= DIVERGE_GIVE_BACK * drop if drop > 0 else True
     tripled = low > 0 and end >= DIVERGE_FACTOR * low
-    if rise > noise_floor and rise >= DIVERGE_MIN_RISE * scale and (gave_back or tripled):
-        # the first block clearly above the minimum after which the curve stays up
-        threshold = low + DIVERGE_CROSSING * rise
-        after = np.flatnonzero(sm.level[i_min:] > threshold)
-        j = i_min + int(after[0]) if after.size else len(sm.level) - 1
+    # the first block clearly above the minimum, and whether the curve stays up after it
+    threshold = low + DIVERGE_CROSSING * rise
+    above = np.flatnonzero(sm.level[i_min:] > threshold)
+    j = i_min + int(above[0]) if above.size else len(sm.level) - 1
+    stays_up = float(np.mean(sm.level[j:] > threshold)) >= DIVERGE_STAYS_UP
+    if rise > noise_floor and rise >= DIVERGE_MIN_RISE * scale and (gave_back or tripled) and stays_up:
         still_low = np.flatnonzero(sm.level[i_min:j + 1] <= low + DIVERGE_ONSET * rise)
         onset = min(i_min + int(still_low[-1]) + 1 if still_low.size else j, j)
         a = int(sm.bounds[onset])
@@ -300,7 +332,8 @@ def _verdict(curves: Curves) -> CurveAnalysis:
         step = float(steps[k])
         ev.update(divergence_step=_f(step), rise=_f(rise), rise_relative=_f(rise / scale),
                   rise_factor=_f(end / low) if low > 0 else None, max_after_divergence=_f(float(np.max(values[k:]))),
-                  thresholds={"give_back": DIVERGE_GIVE_BACK, "factor": DIVERGE_FACTOR, "min_rise": DIVERGE_MIN_RISE})
+                  thresholds={"give_back": DIVERGE_GIVE_BACK, "factor": DIVERGE_FACTOR, "min_rise": DIVERGE_MIN_RISE,
+                              "stays_up": DIVERGE_STAYS_UP})
         events.append(Event("divergence", step, float(values[k]),
                             f"loss rose from {low:.4g} to {end:.4g} ({rise / scale:.0%} of its scale)"))
         return CurveAnalysis("diverging", events, [], ev)
@@ -319,15 +352,17 @@ def _verdict(curves: Curves) -> CurveAnalysis:
         best_raw = int(np.argmin(np.abs(v_steps - best_step)))
         best = float(v_level[ib])
         v_sigma = _noise_sigma(v_values)
-        v_end, v_end_sigma = _end_level(v_values, v_sigma)
+        v_end = float(v_level[-1])  # same smoothing as the best value, so a still-falling curve shows no rise
         v_rise = v_end - best
         v_scale = max(abs(best), 1e-12)
+        v_start = float(v_level[0])
         ev.update(val_best=_f(best), val_best_step=_f(best_step), val_end=_f(v_end),
-                  val_rise_relative=_f(v_rise / v_scale))
+                  val_rise_relative=_f(v_rise / v_scale),
+                  val_relative_drop=_f((v_start - v_end) / max(abs(v_start), 1e-12)))
         # training level at the onset vs at the end
         t_at_onset = float(np.interp(best_step, sm.step, sm.level))
         train_fall = (t_at_onset - end) / max(abs(t_at_onset), 1e-12)
-        v_noise = NOISE_SIGMAS * math.hypot(v_end_sigma, v_sigma)
+        v_noise = NOISE_SIGMAS * v_sigma
         if (v_rise >= OVERFIT_MIN_RISE * v_scale and v_rise > v_noise and train_fall >= OVERFIT_TRAIN_FALL
                 and best_raw < len(val) - 1):
             ev.update(overfit_onset_step=_f(best_step), train_fall_after_onset=_f(train_fall),
@@ -338,16 +373,25 @@ def _verdict(curves: Curves) -> CurveAnalysis:
             return CurveAnalysis("overfitting", events, [], ev)
 
     # -- no real progress: oscillating, underfitting, stalled ---------------------------------
-    half = sm.level[len(sm.level) // 2:]
-    swing = float(np.percentile(half, 90) - np.percentile(half, 10))
-    half_descent = float(half[0] - half[-1]) if half.size > 1 else 0.0
-    ev["swing_relative"] = _f(swing / scale)
-    # 10-90 % range of pure noise in block medians is about 2.6 sigma: twice NOISE_SIGMAS is beyond it
-    if (swing >= OSCILLATE_MIN_SWING * scale and swing > 2 * NOISE_SIGMAS * sm.sigma
-            and swing > OSCILLATE_TREND_RATIO * max(half_descent, 0.0)):
-        ev.update(swing=_f(swing), thresholds={"swing": OSCILLATE_MIN_SWING, "trend_ratio": OSCILLATE_TREND_RATIO})
-        events.append(Event("oscillation", float(sm.step[len(sm.level) // 2]), None,
-                            f"swings over {swing / scale:.0%} of the loss's scale"))
+    # swing of the raw points (fast oscillations hide inside blocks), judged against white noise
+    half_raw = values[values.size // 2:]
+    lo, hi = (float(x) for x in np.percentile(half_raw, [10, 90]))
+    swing = hi - lo
+    half_blocks = sm.level[len(sm.level) // 2:]
+    half_descent = float(half_blocks[0] - half_blocks[-1]) if half_blocks.size > 1 else 0.0
+    half_level = max(abs(float(np.median(half_raw))), 1e-12)
+    block_swing = float(np.percentile(half_blocks, 90) - np.percentile(half_blocks, 10))
+    legs = _zigzag_legs(half_blocks, block_swing / 2)
+    ev.update(swing_relative=_f(swing / half_level), swing_legs=legs)
+    if (swing >= OSCILLATE_MIN_SWING * half_level and swing >= OSCILLATE_MIN_SWING_OF_SCALE * scale
+            and swing > OSCILLATE_NOISE_RATIO * WHITE_NOISE_SPREAD * sm.sigma_point
+            and legs >= OSCILLATE_MIN_LEGS and swing > OSCILLATE_TREND_RATIO * max(half_descent, 0.0)):
+        ev.update(swing=_f(swing), swing_low=_f(lo), swing_high=_f(hi),
+                  thresholds={"swing": OSCILLATE_MIN_SWING, "swing_of_scale": OSCILLATE_MIN_SWING_OF_SCALE,
+                              "noise_ratio": OSCILLATE_NOISE_RATIO, "legs": OSCILLATE_MIN_LEGS,
+                              "trend_ratio": OSCILLATE_TREND_RATIO})
+        events.append(Event("oscillation", float(steps[values.size // 2]), None,
+                            f"swings between {lo:.4g} and {hi:.4g}"))
         return CurveAnalysis("oscillating", events, [], ev)
 
     relative_drop = (start - end) / scale
@@ -363,7 +407,10 @@ def _verdict(curves: Curves) -> CurveAnalysis:
     ev.update(plateau_level=_f(end), plateau_start_step=_f(plateau_step),
               plateau_length_steps=_f(float(steps[-1]) - plateau_step), plateau_fraction=_f(plateau_fraction),
               recent_relative_drop=_f(tail_descent))
-    if relative_drop < UNDERFIT_MAX_DROP and not still_falling:
+    # validation that barely moved from its first evaluation while training did not get far either:
+    # both curves stay high (training's start can be inflated, by dropout at 0.9 for instance)
+    val_stuck = "val_relative_drop" in ev and ev["val_relative_drop"] < UNDERFIT_MAX_DROP
+    if not still_falling and (relative_drop < UNDERFIT_MAX_DROP or (val_stuck and relative_drop < STALL_MAX_DROP)):
         ev["thresholds"] = {"max_drop": UNDERFIT_MAX_DROP, "recent_min_drop": STILL_FALLING_DROP,
                             "recent_fraction": RECENT_FRACTION}
         events.append(Event("plateau", plateau_step, end, f"loss stays near {end:.4g}"))
@@ -581,6 +628,15 @@ def no_progress_causes(curves: Curves, *, analysis: CurveAnalysis | None = None,
             remedy=("Experiment that settles it: rerun a few hundred steps at 3x and 10x the learning rate; if "
                     "the loss falls clearly faster, raise it (or run `lossdoctor checkup`, which does this)."),
         ))
+    level = ev.get("plateau_level")
+    findings.append(Finding(
+        "data.no_signal", "info", 0.2,
+        title="Not settled by the log: the data may not support a lower loss",
+        evidence=evidence, source="curves",
+        remedy=(f"Experiment that settles it: fit a quick baseline on the same split (`lossdoctor.check_data(X, y)` "
+                f"runs one against a label-permutation null). If it cannot do better than {level}, that level is "
+                "the data's floor and the run has converged; if it does, the model or the optimizer is stuck."),
+    ))
     findings.append(Finding(
         "model.regularization_too_strong", "info", 0.25,
         title="Not settled by the log: regularization may keep the model from fitting",
@@ -620,6 +676,4 @@ __all__ = [
     "analyze_curves",
     "diagnose_curves",
     "VERDICT_ADVICE",
-    "TRAIN_LOSS",
-    "VAL_LOSS",
 ]

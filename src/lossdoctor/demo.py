@@ -46,7 +46,8 @@ MONITOR_EVERY = 1  # instrument and read out every step: the broken run lasts a 
 SEED = 0
 
 # the faults, and the finding codes whose remedy fixes each (a fault is fixed when its first code
-# appears in the ranked report)
+# appears in the ranked report). Dead ReLUs count for the learning rate: here they are what the
+# blow-up leaves behind, and "lower the learning rate" is part of their remedy.
 FAULTS: dict[str, tuple[str, ...]] = {
     "standardize": ("data.unnormalized",),
     "learning_rate": ("optim.lr_too_high", "grad.non_finite", "model.logit_overflow", "grad.exploding",

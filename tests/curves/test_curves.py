@@ -152,3 +152,40 @@ def test_unsorted_steps_give_the_same_verdict(trainings, to_curves):
     c.add("train_loss", np.asarray(rec["steps"])[order], np.asarray(rec["loss"])[order])
     c.add("val_loss", rec["val_steps"], rec["val_loss"])
     assert analyze_curves(c).verdict == "overfitting"
+
+
+def _heavy_ball_regression(momentum: float, steps: int = 1000):
+    """Full-batch linear regression on diabetes with SGD at lr 0.003 and the given momentum."""
+    import torch
+    from sklearn.datasets import load_diabetes
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_diabetes(return_X_y=True)
+    X = torch.tensor(StandardScaler().fit_transform(X), dtype=torch.float32)
+    y = torch.tensor((y - y.mean()) / y.std(), dtype=torch.float32)[:, None]
+    torch.manual_seed(0)
+    model = torch.nn.Linear(10, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.003, momentum=momentum)
+    losses = []
+    for _ in range(steps):
+        loss = torch.nn.functional.mse_loss(model(X), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    c = Curves(run=f"momentum {momentum}", source="memory")
+    c.add("train_loss", np.arange(1, steps + 1), losses)
+    return c, np.asarray(losses)
+
+
+def test_momentum_0999_oscillates_and_reports_the_swing():
+    curves, losses = _heavy_ball_regression(0.999)
+    analysis = analyze_curves(curves)
+    assert analysis.verdict == "oscillating"
+    ev = analysis.evidence
+    late = losses[len(losses) // 2:]
+    assert ev["swing_low"] == pytest.approx(np.percentile(late, 10), rel=1e-4)
+    assert ev["swing_high"] == pytest.approx(np.percentile(late, 90), rel=1e-4)
+    assert ev["swing_relative"] >= 0.3 and ev["swing_legs"] >= 3
+    twin, _ = _heavy_ball_regression(0.9)
+    assert analyze_curves(twin).verdict != "oscillating"

@@ -112,3 +112,20 @@ def test_after_a_huge_spike_the_running_mean_is_kept_rather_than_cancelled_digit
     means = np.cumsum(np.array([1.0, 7e8, 2.0, 2.5], dtype=np.float32)) / np.arange(1, 5, dtype=np.float32)
     value = batch_loss_from_running_mean(3, float(means[3]), float(means[2]))
     assert value == pytest.approx(float(means[3]))  # not a garbage (possibly negative) difference
+
+
+def test_a_failure_inside_lossdoctor_is_reported_once_and_training_goes_on(digits, monkeypatch):
+    import lossdoctor.integrations.keras as integration
+    from lossdoctor.internal import LossDoctorInternalWarning
+
+    monkeypatch.delenv("LOSSDOCTOR_STRICT", raising=False)  # as in a user's run
+
+    def broken(model):
+        raise RuntimeError("a bug in lossdoctor")
+
+    monkeypatch.setattr(integration, "activation_findings", broken)
+    model = classifier(None)
+    with pytest.warns(LossDoctorInternalWarning, match="a bug in lossdoctor"):
+        callback = fit(model, digits, sparse_ce(), keras.optimizers.Adam(1e-3), epochs=2)
+    assert int(model.optimizer.iterations.value) == 2 * 45  # every batch of both epochs trained
+    assert callback.report is not None and callback.report.verdict is not None

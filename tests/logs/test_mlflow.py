@@ -106,3 +106,4 @@ def test_a_run_directory_and_a_metric_file_each_read_one_run(mlruns):
     run_dir = next(p for p in root.rglob("metrics") if (p.parent / "tags" / "mlflow.runName").read_text() == "healthy").parent
     assert [c.run for c in read_runs(run_dir)] == ["healthy"]
     assert [c.run for c in read_runs(run_dir / "metrics" / "val_loss")] == ["healthy"]
+    assert [c.run for c in read_runs(run_dir / "metrics" / "train" / "loss")] == ["healthy"]

@@ -12,11 +12,4 @@ After training, each callback holds the final :class:`lossdoctor.Report` as ``ca
 """
 from __future__ import annotations
 
-# The framework each integration needs, and the extra that installs it.
-FRAMEWORKS = {
-    "lightning": ("lightning", "lossdoctor[lightning]"),
-    "huggingface": ("transformers", "lossdoctor[huggingface]"),
-    "keras": ("keras", "lossdoctor[keras]"),
-}
-
-__all__ = ["FRAMEWORKS"]
+__all__: list[str] = []

@@ -90,14 +90,6 @@ class CurveRecorder:
             flushed.append((name, step, value))
         return flushed
 
-    def last(self, name: str) -> float | None:
-        self.flush()
-        values = self._points.get(name, ([], []))[1]
-        return values[-1] if values else None
-
-    def count(self, name: str) -> int:
-        return len(self._points.get(name, ([], []))[0]) + sum(1 for n, _, _ in self._pending if n == name)
-
     def to_curves(self, run: str, source: str, meta: Mapping[str, Any] | None = None) -> Curves:
         self.flush()
         curves = Curves(run=run, source=source, meta=dict(meta or {}))
@@ -106,10 +98,9 @@ class CurveRecorder:
                 continue
             s = np.asarray(steps, dtype=np.float64)
             v = np.asarray(values, dtype=np.float64)
+            # sorted by step; repeated steps averaged (a NaN stays NaN: it must remain visible)
             unique, inverse = np.unique(s, return_inverse=True)
-            if unique.size != s.size:  # average repeated steps (NaN stays NaN: it must remain visible)
-                v = np.bincount(inverse, weights=v) / np.bincount(inverse)
-            curves.add(name, unique, v)
+            curves.add(name, unique, np.bincount(inverse, weights=v) / np.bincount(inverse))
         return curves
 
 

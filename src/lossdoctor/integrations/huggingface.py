@@ -55,12 +55,13 @@ def curves_from_log_history(log_history: list[dict[str, Any]], run: str = "train
 
 
 def _raw_optimizer(optimizer: Any) -> Any:
-    """The torch optimizer under accelerate's AcceleratedOptimizer: its step hooks are the ones that fire."""
+    """The torch optimizer under accelerate's AcceleratedOptimizer (its step hooks are the ones that
+    fire), or None when there is none (e.g. DeepSpeed's): the watch then counts ``on_step_end`` calls."""
     import torch
 
     while isinstance(getattr(optimizer, "optimizer", None), torch.optim.Optimizer):
         optimizer = optimizer.optimizer
-    return optimizer
+    return optimizer if isinstance(optimizer, torch.optim.Optimizer) else None
 
 
 class LossDoctorCallback(TrainerCallback):
@@ -97,6 +98,11 @@ class LossDoctorCallback(TrainerCallback):
                                       tensorboard=self.tensorboard, **self.watch_kwargs)
 
     @guarded("huggingface")
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        if self._watch is not None and self._watch.optimizer is None:
+            self._watch.step()
+
+    @guarded("huggingface")
     def on_log(self, args, state, control, logs=None, **kwargs) -> None:
         if not self.halt_on_nan or not logs:
             return
@@ -111,7 +117,7 @@ class LossDoctorCallback(TrainerCallback):
         self._close_watch()
         warmup = args.get_warmup_steps(state.max_steps) if state.max_steps else None
         meta = {"format": "huggingface", "warmup_steps": warmup, "max_steps": state.max_steps,
-                "max_grad_norm": args.max_grad_norm, "lr_scheduler_type": str(args.lr_scheduler_type),
+                "max_grad_norm": args.max_grad_norm, "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
                 "logging_nan_inf_filter": bool(args.logging_nan_inf_filter)}
         run = type(model).__name__ if model is not None else "trainer"
         curves = curves_from_log_history(state.log_history, run=run, meta=meta)

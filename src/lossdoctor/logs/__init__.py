@@ -60,8 +60,9 @@ def read_log(path: str | os.PathLike, step: str | None = None, train: str | None
     p = Path(path)
     if is_event_file(p):
         return read_tensorboard(p, step, train, val, run)
-    if p.parent.name == "metrics" and is_run_dir(p.parent.parent):
-        return read_mlflow_run(p.parent.parent, step, train, val, run)
+    for parent in p.parents:  # an MLflow metric file, possibly nested (metrics/train/loss)
+        if parent.name == "metrics" and is_run_dir(parent.parent):
+            return read_mlflow_run(parent.parent, step, train, val, run)
     suffix = p.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         return read_jsonl(p, step, train, val, run)

@@ -234,14 +234,19 @@ def weight_scale_off(facts: ModelFacts, **_) -> list[Finding]:
     if off:
         worst = max(off, key=lambda layer: abs(math.log10(layer.scale_ratio)))
         severe = abs(math.log10(worst.scale_ratio)) >= math.log10(WEIGHT_SCALE_SEVERE_FACTOR)
+        # normalization layers rescale activations after each block (transformers init at std 0.02
+        # whatever the width): a moderate mis-scale is then advice, not a warning
+        normalized = bool(facts.regularization.batch_norm or facts.regularization.other_norm)
+        severity = "error" if severe else ("info" if normalized else "warning")
         findings.append(Finding(
-            "model.bad_init", "error" if severe else "warning", 0.9 if severe else 0.7,
+            "model.bad_init", severity, 0.9 if severe else (0.4 if normalized else 0.7),
             title="Weights are initialized far from the scale their activation needs",
             evidence={"layers": {layer.name: {"weight_rms": layer.weight_rms, "expected_std": layer.expected_std,
                                               "ratio": layer.scale_ratio, "scheme": layer.scheme,
                                               "fan_in": layer.fan_in, "activation": layer.activation}
                                  for layer in off},
-                      "allowed_ratio": [1 / WEIGHT_SCALE_FACTOR, WEIGHT_SCALE_FACTOR]},
+                      "allowed_ratio": [1 / WEIGHT_SCALE_FACTOR, WEIGHT_SCALE_FACTOR],
+                      "normalization_layers": normalized},
             where=_where([layer.name for layer in off]), source="check_model",
             remedy=f"Re-initialize with lossdoctor.model.apply_init(model): {_init_plan(off)}. "
                    f"{worst.name} is at {_fmt(worst.scale_ratio)}x the {worst.scheme} std "

@@ -45,6 +45,11 @@ INITIAL_LOSS_FACTOR = 3.0
 # above 20 %: a clear gap at equal steps (healthy digits recipes reach 2-4 % on the full data).
 SUBSET_FITTED = 0.10
 FULL_NOT_FITTED = 0.20
+# "Not fitted" must mean "stopped improving", not "not finished": over the last 40 % of the run the
+# full-data fit loss must have fallen by less than 15 % (a run still falling needs more steps, and
+# a subset fitted at equal steps has simply seen more epochs).
+PLATEAU_WINDOW = 0.4
+PLATEAU_MAX_DROP = 0.15
 # The full-data run "learned nothing" above 90 % of the reference loss (chance level).
 NO_LEARNING = 0.90
 # float32 exp overflows above ~88.7; output magnitudes past half of it at initialization leave no
@@ -119,6 +124,7 @@ def learning_rate_off(ev: ProbeEvidence, **_) -> list[Finding]:
                 "blowup_lr": d.get("blowup_lr"), "baseline_first_non_finite_step": base.get("first_non_finite_step")}
     if user > LR_HIGH_FACTOR * at_min:
         nan = base.get("first_non_finite_step") is not None
+        evidence["baseline_diverged"] = nan or _final(base) >= (base.get("start_loss") or math.inf)
         return [Finding("optim.lr_too_high", "error" if nan else "warning", 0.9 if nan else _confidence(cmp["gain"]),
                         evidence=evidence, source="probe:lr_range",
                         remedy=f"Lower the learning rate from {user:.3g} to about {suggested:.2g} (the range test's "
@@ -239,7 +245,7 @@ def optimizer_limits_progress(ev: ProbeEvidence, **_) -> list[Finding]:
     lr_cmp = compare(ev, "lr_suggested")
     if lr_cmp and math.isfinite(lr_cmp["changed_loss"]) and cmp["changed_loss"] > (1 - HELPS_RELATIVE) * lr_cmp["changed_loss"]:
         return []  # the learning rate alone explains it
-    return [Finding("optim.optimizer_choice", "info", 0.5, evidence={**cmp, "user_optimizer": ev.facts.get("optimizer")},
+    return [Finding("optim.optimizer_choice", "info", _confidence(cmp["gain"], floor=0.5), evidence={**cmp, "user_optimizer": ev.facts.get("optimizer")},
                     source="probe:ablation",
                     remedy=f"Advisory: {cmp['label']} reached fit loss {_fmt(cmp['changed_loss'])} against "
                            f"{_fmt(cmp['baseline_loss'])} with {ev.facts.get('optimizer')} at equal steps; start with "
@@ -266,7 +272,7 @@ def too_much_data_for_the_model(ev: ProbeEvidence, **_) -> list[Finding]:
     s, b = _final(sub), _final(base)
     if not (s < SUBSET_FITTED * ref and math.isfinite(b) and FULL_NOT_FITTED * ref < b < NO_LEARNING * ref):
         return []
-    if _fixed_elsewhere(ev, ref):
+    if _fixed_elsewhere(ev, ref) or not _plateaued(base):
         return []
     val = base.get("val_loss")
     if val is not None and val >= NO_LEARNING * ref:
@@ -295,6 +301,17 @@ def nothing_learned_beyond_memorising(ev: ProbeEvidence, **_) -> list[Finding]:
                     remedy="The model memorises a small subset but learns nothing on the full data (loss stays at "
                            f"{_fmt(b if val is None else val)}, chance {_fmt(ref)}): the labels may not follow from the features. Check the "
                            "label join and the feature extraction.")]
+
+
+def _plateaued(run: dict) -> bool:
+    steps, losses = run.get("fit_steps") or [], run.get("fit_losses") or []
+    if len(losses) < 3 or not steps[-1]:
+        return False
+    cut = steps[-1] * (1 - PLATEAU_WINDOW)
+    earlier = [v for s, v in zip(steps, losses) if s <= cut]
+    if not earlier or not math.isfinite(losses[-1]) or not math.isfinite(earlier[-1]) or earlier[-1] <= 0:
+        return False
+    return (earlier[-1] - losses[-1]) / earlier[-1] < PLATEAU_MAX_DROP
 
 
 def rule_out(ev: ProbeEvidence) -> list[RuledOut]:

@@ -66,7 +66,8 @@ class RunResult:
     def summary(self) -> dict[str, Any]:
         return {"label": self.label, "final_loss": self.final_loss, "start_loss": self.start_loss,
                 "steps": self.steps_done, "first_non_finite_step": self.first_non_finite_step,
-                "clip_share": self.clip_share, "val_loss": self.val_loss}
+                "clip_share": self.clip_share, "val_loss": self.val_loss,
+                "fit_steps": self.fit_steps, "fit_losses": self.fit_losses}
 
 
 class Budget:

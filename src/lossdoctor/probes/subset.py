@@ -15,7 +15,7 @@ from .result import ProbeResult
 
 # Rows in the small subset: a few mini-batches, enough that fitting it is not trivial memorisation
 # of one batch, few enough that a model short of capacity for the full set still fits it.
-SUBSET_ROWS = 128
+SUBSET_ROWS = 64
 
 
 def run_subset(recipe: Recipe, steps: int, deadline: float | None = None, seed: int = 0) -> ProbeResult:

@@ -114,9 +114,9 @@ figure.plot figcaption { font-size:13px; color:var(--muted); margin-top:6px; }
 figure.plot figcaption b { color:var(--ink); }
 .plot-missing { padding:14px; color:var(--muted); font-style:italic; }
 .finding { margin:0 0 14px; border-left:6px solid var(--sev); overflow:hidden; }
-.finding .head { padding:12px 16px 4px; display:flex; gap:12px; align-items:baseline; flex-wrap:wrap; }
+.finding .head { padding:12px 16px 4px; display:flex; gap:12px; align-items:baseline; }
 .finding .rank { font-weight:700; color:var(--muted); min-width:1.6em; }
-.finding .ftitle { font-weight:600; font-size:16px; }
+.finding .ftitle { font-weight:600; font-size:16px; flex:1 1 0; min-width:0; }
 .finding .code { color:var(--muted); }
 .finding .fmeta { padding:2px 16px 0 calc(16px + 1.6em + 12px); display:flex; gap:14px; align-items:center;
   flex-wrap:wrap; font-size:13px; color:var(--muted); }
@@ -470,21 +470,31 @@ def _plot_ablations(data: dict, report: Report):
     fig = _figure()
     ax = fig.subplots()
     _with_defaults(ax, "Your setting against the experiments")
-    everything = []
+    drawn = []  # (losses, colour)
     if baseline:
         losses = _floats(baseline.get("losses", []))
-        everything.append(losses)
+        label = str(baseline.get("label", "your setting"))
+        label = label if "your" in label.lower() else f"{label} (yours)"
         ax.plot(np.arange(losses.size), np.where(np.isfinite(losses), losses, np.nan), color="#1c2833",
-                linewidth=2.6, label=_mpl_text(baseline.get("label", "your setting"), 40) + " (yours)")
+                linewidth=2.6, label=_mpl_text(label, 40))
+        drawn.append((losses, "#1c2833"))
     for i, run in enumerate(runs):
         losses = _floats(run.get("losses", []))
-        everything.append(losses)
         ax.plot(np.arange(losses.size), np.where(np.isfinite(losses), losses, np.nan), color=f"C{i % 10}",
                 linewidth=1.5, label=_mpl_text(run.get("label", f"run {i + 1}"), 40))
-    axis_note = _loss_axis(ax, np.concatenate(everything) if everything else np.array([]))
+        drawn.append((losses, f"C{i % 10}"))
+    axis_note = _loss_axis(ax, np.concatenate([d[0] for d in drawn]) if drawn else np.array([]))
+    top = ax.get_ylim()[1]
+    for losses, colour in drawn:  # where a run turned NaN/Inf, an X (kept on the chart even when cut)
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size:
+            before = losses[: bad[0]][np.isfinite(losses[: bad[0]])]
+            y = min(float(before[-1]), top) if before.size else top
+            ax.plot([bad[0]], [y], marker="X", markersize=10, color=colour, markeredgecolor="white", zorder=6,
+                    clip_on=False)
     ax.set_xlabel("step of the experiment", fontsize=9.5)
     ax.set_ylabel("training loss", fontsize=9.5)
-    ax.legend(fontsize=8.5, frameon=False)
+    fig.legend(fontsize=8.5, frameon=False, ncol=2, loc="outside lower center")  # inside, it would hide curves
     rows = []
     for run in ([baseline] if baseline else []) + runs:
         losses = _floats(run.get("losses", []))
@@ -492,7 +502,8 @@ def _plot_ablations(data: dict, report: Report):
         last = _fmt_number(float(losses[-1])) if losses.size else "n/a"
         rows.append(f"<b>{_e(run.get('label', 'run'))}</b>: final {_e(last)}"
                     + (f", best {_e(_fmt_number(float(finite.min())))}" if finite.size else ""))
-    return fig, "Short runs that each change one thing. " + "; ".join(rows) + "." + axis_note
+    return fig, ("Short runs that each change one thing; an X marks where a run turned NaN/Inf. " + "; ".join(rows)
+                 + "." + axis_note)
 
 
 PLOTS: list[tuple[str, Callable]] = [
