@@ -10,6 +10,10 @@ load from other processes hits all of them alike:
   grad_norm_item  every parameter's gradient norm read with .item() every step
   tb_histograms   TensorBoard histograms of every parameter and gradient every step
 
+Columns: median step time, its ratio to bare (the figure of merit), the added microseconds, the
+paired ratio (median over rounds of variant/bare in the same round: robust to drifting load), and
+the ratio of means (which includes lossdoctor's instrumented steps and read-outs).
+
 Usage: python benchmarks/bench_monitor.py [--steps 200] [--models cnn,mlp,tiny] [--threads 2]
 
 "tiny" (16-16-10, batch 8) has almost no compute, so its "+us" column is each tool's own cost per step.
@@ -142,12 +146,15 @@ def main() -> None:
         bare_median = statistics.median(times["bare"])
         bare_mean = statistics.fmean(times["bare"])
         print(f"\n{name}: bare median {bare_median * 1e3:.2f} ms/step")
-        print(f"  {'variant':<16}{'median ms':>10}{'ratio':>9}{'+us':>9}{'mean ratio':>12}")
+        print(f"  {'variant':<16}{'median ms':>10}{'ratio':>9}{'+us':>9}{'paired':>9}{'mean ratio':>12}")
         for variant in ["bare", "lossdoctor", "detect_anomaly", "grad_norm_item", "tb_histograms"]:
             ts = times[variant]
             med = statistics.median(ts)
+            # paired: the median over rounds of this variant's step time over the bare step of the same
+            # round, which cancels load that drifts between rounds
+            paired = statistics.median(t / b for t, b in zip(ts, times["bare"]))
             print(f"  {variant:<16}{med * 1e3:>10.3f}{med / bare_median:>8.3f}x{(med - bare_median) * 1e6:>9.0f}"
-                  f"{statistics.fmean(ts) / bare_mean:>11.3f}x")
+                  f"{paired:>8.3f}x{statistics.fmean(ts) / bare_mean:>11.3f}x")
 
 
 if __name__ == "__main__":

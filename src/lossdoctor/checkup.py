@@ -310,6 +310,9 @@ DATA_EXPLANATIONS = ("data.label_noise", "data.no_signal", "data.non_finite")
 # Symptoms a too-high learning rate produces; when the rate ablation confirms the rate and the
 # baseline diverged, the rate is ranked above them.
 LR_SYMPTOM_CODES = ("grad.dead_relu", "grad.exploding", "grad.non_finite", "model.logit_overflow")
+# Symptoms of inputs on the wrong scale, and the data findings that name that scale as the cause.
+SCALE_SYMPTOM_CODES = ("model.logit_overflow", "grad.exploding")
+SCALE_CAUSE_CODES = ("data.unnormalized", "data.mixed_units")
 # Confidence a probe finding keeps when a more specific one explains the same observation.
 YIELD_CONFIDENCE = 0.5
 
@@ -327,6 +330,12 @@ def _differential(findings: list[Finding]) -> list[Finding]:
         if explained_by:
             f.confidence = min(f.confidence, YIELD_CONFIDENCE)
             f.evidence["more_specific"] = explained_by
+        if f.code in SCALE_SYMPTOM_CODES:
+            scale = [c for c in SCALE_CAUSE_CODES if c in serious]
+            if scale:  # huge inputs make huge logits/gradients: normalizing the data fixes both
+                f.severity = "warning" if f.severity == "error" else f.severity
+                f.confidence = min(f.confidence, YIELD_CONFIDENCE)
+                f.evidence["likely_caused_by"] = scale
         if f.source == "probe:lr_range" and f.code == "optim.lr_too_high" and f.evidence.get("baseline_diverged"):
             symptoms = [g for g in findings if g.code in LR_SYMPTOM_CODES and not g.source.startswith("probe:")
                         and g.severity != "info"]

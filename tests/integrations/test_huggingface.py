@@ -84,6 +84,7 @@ def test_same_schedule_at_a_sound_peak_learning_rate_is_clean(digits, tmp_path):
     assert report.verdict == "converging", report.to_text()
     assert report.warnings() == []
     assert {"train_loss", "val_loss", "lr", "grad_norm"} <= set(report.plots["curves"])
+    assert report.metadata["watch"]["instrumented_steps"] >= 4  # the model's hooks ran (every 50 of 250 steps)
 
 
 def test_tiny_max_grad_norm_is_reported_as_clipping_masking_the_learning_rate(digits, tmp_path):

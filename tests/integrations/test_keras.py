@@ -92,6 +92,7 @@ def test_same_regression_at_a_sound_learning_rate_is_clean(diabetes):
     assert callback.report.verdict == "converging", callback.report.to_text()
     assert callback.report.warnings() == []
     assert {"train_loss", "val_loss", "lr"} <= set(callback.report.plots["curves"])
+    assert callback.report.metadata["watch"]["instrumented_steps"] >= 2  # torch backend: the model was hooked
 
 
 def test_halt_on_nan_stops_fit_in_the_first_epoch(diabetes):

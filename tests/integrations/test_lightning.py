@@ -80,8 +80,9 @@ def fit(model, train, val=None, epochs=6, logger=False, every=20, print_report=F
     return callback, trainer
 
 
-def test_far_too_high_learning_rate_is_reported_as_nan_with_its_module_and_the_learning_rate(diabetes):
-    callback, _ = fit(Regressor(lr=1.0), *diabetes)
+def test_far_too_high_learning_rate_is_reported_as_nan_with_its_module_and_the_learning_rate(diabetes, tmp_path):
+    logger = pl.loggers.TensorBoardLogger(tmp_path, name="run")
+    callback, _ = fit(Regressor(lr=1.0), *diabetes, logger=logger)
     report = callback.report
     assert isinstance(report, Report)
     assert report.verdict == "non_finite"
@@ -89,6 +90,14 @@ def test_far_too_high_learning_rate_is_reported_as_nan_with_its_module_and_the_l
     nan = [f for f in report.findings if f.code == "grad.non_finite"]
     assert nan and nan[0].severity == "error"
     assert nan[0].where in ("net.0", "net.2")  # a layer of the user's model, named as in the model
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(logger.log_dir, size_guidance={"tensors": 0})
+    events.Reload()
+    assert "lossdoctor/grad.non_finite" in events.Tags()["scalars"]
+    text = events.Tensors("lossdoctor/report/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "`non_finite`" in text and "`grad.non_finite`" in text
 
 
 def test_healthy_run_is_converging_clean_and_written_to_the_lightning_logger(diabetes, tmp_path, capsys):

@@ -48,6 +48,14 @@ def test_common_column_names_are_recognised(tmp_path, runs, header):
     assert diagnose(path).verdict == "overfitting"
 
 
+def test_csv_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path, runs):
+    path = tmp_path / "excel.csv"
+    pd.DataFrame({"Step": runs["healthy"]["steps"], "Loss": runs["healthy"]["loss"]}).to_csv(
+        path, index=False, encoding="utf-8-sig")
+    (curves,) = read_runs(path)
+    assert curves.meta["step_column"].endswith("Step") and len(curves.train) == len(runs["healthy"]["loss"])
+
+
 def test_tsv_and_semicolon_files_are_read(tmp_path, runs):
     rows = _per_step_rows(runs["healthy"])
     for name, delim in (("log.tsv", "\t"), ("log_semicolon.csv", ";")):

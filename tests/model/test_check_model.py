@@ -329,3 +329,15 @@ def test_report_is_json_serializable_and_has_no_verdict(digits):
     assert report.verdict is None
     again = type(report).from_json(report.to_json())
     assert again.codes == report.codes and again.metadata["loss"] == "cross_entropy"
+
+
+def test_apply_init_with_a_dict_touches_only_the_named_layers():
+    model = mlp()
+    before = model[0].weight.detach().clone()
+    apply_init(model, {"4": "glorot"})
+    assert torch.equal(model[0].weight, before)
+    fan_in, fan_out = 64, 10
+    assert abs(model[4].weight.std().item() / (2 / (fan_in + fan_out)) ** 0.5 - 1) < 0.2
+    assert torch.count_nonzero(model[4].bias) == 0
+    with pytest.raises(InputError, match="no Linear/Conv layer named"):
+        apply_init(model, {"head": "he_normal"})

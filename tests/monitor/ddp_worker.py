@@ -1,6 +1,5 @@
 """Run by test_ddp.py under `torchrun --nproc_per_node=2`: a DDP run (gloo, CPU) where rank 1 alone
 gets a NaN in its batch at NAN_STEP. Rank 0 writes its report as JSON to argv[1]."""
-import json
 import sys
 
 import torch

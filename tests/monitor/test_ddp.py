@@ -1,6 +1,5 @@
 """Under DDP (torchrun, 2 ranks, gloo on CPU) a NaN on one rank must not deadlock, and rank 0's
 report must carry the merged statistics and the NaN origin found on the other rank."""
-import json
 import os
 import subprocess
 import sys

@@ -44,8 +44,7 @@ def test_nan_in_the_inputs_is_blamed_on_the_data():
     from watch_training import X
 
     poisoned = X.clone()
-    poisoned[5:] = X[5:]
-    poisoned[:, 3] = torch.where(torch.arange(len(X)) == 777, float("nan"), X[:, 3])
+    poisoned[777, 3] = float("nan")  # one bad pixel in one row; some batch within 120 steps draws it
     report, _ = train(mlp(), inputs=poisoned, steps=120)
     nan = [f for f in report.findings if f.code == "grad.non_finite"]
     assert nan and nan[0].evidence["produced_by"] == "inputs"

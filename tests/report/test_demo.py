@@ -28,12 +28,14 @@ def test_demo_catches_the_faults_writes_the_report_and_the_fixes_converge(tmp_pa
     assert "monitor, step" in terminal
 
     # the first checkup names the learning rate and the unnormalized inputs; the too-strong dropout,
-    # hidden while the run blows up, is named by the checkup of the partly fixed setting
+    # which can hide while the run blows up, is named by it or by the checkup of the partly fixed
+    # setting (how long the checkup's runs are depends on the machine's speed)
     def flagged(report):
         return {fault for fault, codes in FAULTS.items() if any(report.has(c, "warning") for c in codes)}
 
     assert {"learning_rate", "standardize"} <= flagged(result.report), result.report.codes
-    assert any("dropout" in flagged(r) for r in result.rechecks), [r.codes for r in result.rechecks]
+    every_checkup = [result.report, *result.rechecks]
+    assert set().union(*map(flagged, every_checkup)) == set(FAULTS), [r.codes for r in every_checkup]
     assert "not flagged by any checkup" not in terminal
 
     # the report is on disk, with the checkup and the fixed run, and the plots the runs produced

@@ -70,7 +70,7 @@ def non_finite_values(facts: DataFacts, **_) -> list[Finding]:
             if total else f"{y_bad} NaN/Inf value(s) in the targets",
             evidence={"columns": {c: facts.non_finite[c] for c in worst[:MAX_LISTED]}, "total": total,
                       "target_nonfinite": y_bad, "example_rows": facts.non_finite_rows[:10], "threshold": 0},
-            where=_names(worst) if worst else "target", source="check_data",
+            where=_names(worst) if worst else "target", source="check_data:non_finite_values",
             remedy=(f"Impute or drop the NaN/Inf in {_names(worst)} (e.g. sklearn.impute.SimpleImputer"
                     "(strategy='median'), fitted on the training split)" if worst else "")
                    + ("; " if worst and y_bad else "") + (f"drop the {y_bad} rows without a finite target" if y_bad else "")
@@ -81,7 +81,7 @@ def non_finite_values(facts: DataFacts, **_) -> list[Finding]:
         findings.append(Finding(
             "data.non_finite", "info", 0.6,
             title=f"{len(cols)} constant column(s)",
-            evidence={"columns": cols[:MAX_LISTED], "count": len(cols)}, where="constant columns", source="check_data",
+            evidence={"columns": cols[:MAX_LISTED], "count": len(cols)}, where="constant columns", source="check_data:non_finite_values",
             remedy=f"Drop {_names(cols)}: they carry no information, and a hand-written (x - mean) / std turns "
                    "them into NaN (std 0).",
         ))
@@ -100,7 +100,7 @@ def conflicting_duplicates(facts: DataFacts, **_) -> list[Finding]:
         evidence={"conflicting_sets": dup.n_conflicting_groups, "rows_involved": dup.n_conflicting_rows,
                   "share_of_rows": share, "threshold": CONFLICT_SHARE_LIMIT, "duplicate_rows": dup.n_duplicate_rows,
                   "examples": dup.examples},
-        where="duplicated rows", source="check_data",
+        where="duplicated rows", source="check_data:conflicting_duplicates",
         remedy="Rows with the same features and different labels cannot all be fitted: check how the labels "
                "were joined, deduplicate (keep the majority label), or add the feature that tells them apart.",
     )]
@@ -134,7 +134,7 @@ def unnormalized_scales(facts: DataFacts, **_) -> list[Finding]:
                   "small_std_columns": len(small), "small_std_limit": SMALL_STD_LIMIT,
                   "offset_columns": len(offset), "mean_offset_limit": f"|mean| > {MEAN_OFFSET_LIMIT} x max(std, 1)",
                   "worst": {c.name: {"mean": c.mean, "std": c.std} for c in worst}},
-        where=_names(flagged), source="check_data",
+        where=_names(flagged), source="check_data:unnormalized_scales",
         remedy=f"Standardize the features (sklearn.preprocessing.StandardScaler fitted on the training split): "
                f"{largest.name} has std {largest.std:.3g}, {smallest.name} {smallest.std:.3g}. "
                "Fit the scaler on the training data only and apply the same transform to validation and test.",
@@ -157,7 +157,7 @@ def heavy_tails(facts: DataFacts, **_) -> list[Finding]:
         "data.unnormalized", "info", 0.5,
         title=f"{len(tailed)} feature(s) with heavy tails",
         evidence={"skew": {c.name: c.skew for c in tailed[:MAX_LISTED]}, "skew_limit": SKEW_LIMIT},
-        where="heavy tails", source="check_data",
+        where="heavy tails", source="check_data:heavy_tails",
         remedy="A few extreme values set the scale that standardization picks; transform before scaling: "
                + "; ".join(advice) + ".",
     )]
@@ -188,7 +188,7 @@ def categories_as_numbers(facts: DataFacts, **_) -> list[Finding]:
         evidence={"integer_codes": {c.name: c.n_unique for c in coded[:MAX_LISTED]},
                   "levels_range": list(CATEGORY_CODE_LEVELS),
                   "non_numeric": {c: facts.categorical_columns[c] for c in text_cols[:MAX_LISTED]}},
-        where="categorical columns", source="check_data",
+        where="categorical columns", source="check_data:categories_as_numbers",
         remedy="; ".join(parts) + ".",
     )]
 
@@ -210,7 +210,7 @@ def mixed_units(facts: DataFacts, **_) -> list[Finding]:
                       "largest": {g.groups[hi]: {"mean": g.mean[hi], "std": g.std[hi]}},
                       "smallest": {g.groups[lo]: {"mean": g.mean[lo], "std": g.std[lo]}},
                       "groups_too_small": g.n_small_groups},
-            where=f"{g.value_col} by {g.group_col}", source="check_data",
+            where=f"{g.value_col} by {g.group_col}", source="check_data:mixed_units",
             remedy=f"Normalize {g.value_col} per {g.group_col}: lossdoctor.GroupNormalizer(group_col="
                    f"{g.group_col!r}, value_cols=[{g.value_col!r}]) fitted on the training split "
                    f"({g.groups[hi]!r} has std {g.std[hi]:.3g}, {g.groups[lo]!r} {g.std[lo]:.3g}); a single "
@@ -237,7 +237,7 @@ def class_imbalance(facts: DataFacts, **_) -> list[Finding]:
         title=f"Class {major!r} outnumbers class {minor!r} {ratio:.3g} to 1",
         evidence={"counts": {str(c): n for c, n in zip(t.classes, t.counts)}, "ratio": ratio,
                   "threshold": IMBALANCE_RATIO_LIMIT, "majority_share": max(t.counts) / total},
-        where="target", source="check_data",
+        where="target", source="check_data:class_imbalance",
         remedy=f"Weight the loss by inverse class frequency (CrossEntropyLoss(weight=torch.tensor([...])) with "
                f"weights {dict(list(weights.items())[:MAX_LISTED])}), or resample; judge with balanced accuracy "
                "or per-class recall, not accuracy.",
@@ -267,7 +267,7 @@ def no_signal(facts: DataFacts, **_) -> list[Finding]:
                             "p_value": r.p_value, "scoring": r.scoring} for r in runs}
                  | {"p_limit": NO_SIGNAL_P_LIMIT, "p_limit_after_99_permutations": EXTENDED_P_LIMIT,
                     "permutations": b.n_permutations, "folds": b.folds, "rows": b.rows},
-        where="target", source="check_data",
+        where="target", source="check_data:no_signal",
         remedy=f"The data may not support this prediction: {b.model} scores {b.score:.3g} {b.scoring} against "
                f"{b.chance_level:.3g} with shuffled labels (p = {b.p_value:.2g}). Check that labels are joined to "
                "the right rows and features are extracted correctly before tuning the network; then look for more "
@@ -290,7 +290,7 @@ def label_noise(facts: DataFacts, **_) -> list[Finding]:
         evidence={"share_flagged": ln.share, "flagged": ln.n_flagged, "examined": ln.n_examined,
                   "threshold": LABEL_NOISE_SHARE_LIMIT, "oof_accuracy": ln.oof_accuracy,
                   "example_indices": ln.indices[:20], "method": ln.method},
-        where="labels", source="check_data",
+        where="labels", source="check_data:label_noise",
         remedy=f"Review the flagged rows first (most suspicious: {ln.indices[:10]}); relabel or drop them, or train "
                "with a noise-robust loss (e.g. CrossEntropyLoss(label_smoothing=0.1)). "
                "cleanlab.filter.find_label_issues gives the full ranked list."

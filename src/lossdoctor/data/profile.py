@@ -8,6 +8,7 @@ Everything sampled is said in ``DataFacts.notes`` and the report's metadata.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -58,7 +59,8 @@ def _full_pass(numeric: np.ndarray) -> tuple[np.ndarray, list[int], np.ndarray, 
             bad_counts += bad.sum(axis=0)
             if len(bad_rows) < MAX_EXAMPLES:
                 bad_rows += (np.flatnonzero(bad.any(axis=1))[:MAX_EXAMPLES] + start).tolist()
-            with np.errstate(invalid="ignore"):
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
                 masked = np.where(bad, np.nan, chunk)
                 lo, hi = np.nanmin(masked, axis=0), np.nanmax(masked, axis=0)
         else:
@@ -69,7 +71,8 @@ def _full_pass(numeric: np.ndarray) -> tuple[np.ndarray, list[int], np.ndarray, 
 
 
 def _column_facts(names: list[str], sample: np.ndarray) -> list[ColumnFacts]:
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: reported as non-finite instead
         mean = np.nanmean(sample, axis=0)
         std = np.nanstd(sample, axis=0)
         q = np.nanpercentile(sample, [1, 25, 50, 75, 99], axis=0)
@@ -224,7 +227,11 @@ def _design_matrix(table: Table, rows: np.ndarray) -> np.ndarray:
                 parts.append(pd.get_dummies(table.frame[name].iloc[rows].astype(str)).to_numpy(dtype=np.float64))
     if table.groups is not None and pd.Series(table.groups).nunique() <= MAX_ONE_HOT_LEVELS:
         parts.append(pd.get_dummies(pd.Series(table.groups[rows]).astype(str)).to_numpy(dtype=np.float64))
-    return np.hstack(parts) if len(parts) > 1 else X
+    X = np.hstack(parts) if len(parts) > 1 else X
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        informative = np.nanmax(X, axis=0) > np.nanmin(X, axis=0)  # all-NaN and constant columns say nothing
+    return X[:, informative] if informative.any() else X[:, :1] * 0.0
 
 
 def profile_data(X: Any, y: Any = None, groups: Any = None, task: str | None = None, *, baseline: bool = True,

@@ -35,7 +35,7 @@ _SEP = re.compile(r"[/\.\-\s:]+")
 
 
 def norm(name: str) -> str:
-    return _SEP.sub("_", str(name).strip().lower()).strip("_") or str(name)
+    return _SEP.sub("_", str(name).lstrip("\ufeff").strip().lower()).strip("_") or str(name)  # BOM from Excel
 
 
 def pick(names, candidates: tuple[str, ...]) -> str | None:

@@ -72,7 +72,7 @@ def activation_before_loss(facts: ModelFacts, **_) -> list[Finding]:
                 "model.activation_mismatch", "error", 0.95 if act else 0.8,
                 title="Softmax applied before CrossEntropyLoss (double softmax)",
                 evidence={**observed, "rows_sum_to_one": out.probabilities, "tolerance": 1e-3},
-                where=where, source="check_model",
+                where=where, source="check_model:activation_before_loss",
                 remedy=f"CrossEntropyLoss applies log_softmax itself, and {how} at the output: remove the "
                        f"softmax from forward() and return raw logits; apply softmax only when you need "
                        "probabilities at prediction time.",
@@ -82,7 +82,7 @@ def activation_before_loss(facts: ModelFacts, **_) -> list[Finding]:
                 "model.activation_mismatch", "info", 0.5,
                 title="log_softmax applied before CrossEntropyLoss (redundant, harmless)",
                 evidence={**observed, "logsumexp_zero": out.log_probabilities},
-                where=where, source="check_model",
+                where=where, source="check_model:activation_before_loss",
                 remedy="CrossEntropyLoss already applies log_softmax; either return raw logits or switch to "
                        "NLLLoss, which expects log-probabilities.",
             )]
@@ -90,7 +90,7 @@ def activation_before_loss(facts: ModelFacts, **_) -> list[Finding]:
         return [Finding(
             "model.activation_mismatch", "error", 0.95,
             title="Sigmoid applied before BCEWithLogitsLoss",
-            evidence=observed, where=where, source="check_model",
+            evidence=observed, where=where, source="check_model:activation_before_loss",
             remedy="BCEWithLogitsLoss applies the sigmoid itself: remove the sigmoid from forward() and "
                    "return raw logits (or keep it and use BCELoss, less stable numerically).",
         )]
@@ -103,7 +103,7 @@ def activation_before_loss(facts: ModelFacts, **_) -> list[Finding]:
             "model.activation_mismatch", "error", 0.9 if act else 0.75,
             title="NLLLoss on outputs that are not log-probabilities",
             evidence={**observed, "logsumexp_zero": out.log_probabilities},
-            where=where, source="check_model",
+            where=where, source="check_model:activation_before_loss",
             remedy=f"NLLLoss takes -output[target] and expects log-probabilities: {fix}.",
         )]
     return []
@@ -127,7 +127,7 @@ def bounded_output_on_regression(facts: ModelFacts, **_) -> list[Finding]:
             "model.activation_mismatch", "info", 0.4,
             title=f"Bounded output activation ({act}) on a regression loss",
             evidence={"output_activation": act, "range": [low, high], "loss": facts.loss.name},
-            where=where, source="check_model",
+            where=where, source="check_model:bounded_output_on_regression",
             remedy=f"{act} limits predictions to [{low}, {high}]: pass targets to check_model to verify they "
                    "fit, or drop the output activation for regression.",
         )]
@@ -142,7 +142,7 @@ def bounded_output_on_regression(facts: ModelFacts, **_) -> list[Finding]:
         evidence={"output_activation": act, "output_range": [low, high], "targets_min": targets.min,
                   "targets_max": targets.max, "share_outside": share, "threshold": OUT_OF_RANGE_SHARE_LIMIT,
                   "loss": facts.loss.name},
-        where=where, source="check_model",
+        where=where, source="check_model:bounded_output_on_regression",
         remedy=f"Remove the final {act} and predict with a linear output (targets span "
                f"[{_fmt(targets.min)}, {_fmt(targets.max)}], {act} only [{low}, {high}]); if the target must "
                "stay positive, predict log(target) or use softplus on a shifted target.",
@@ -160,7 +160,7 @@ def squashing_after_conv(facts: ModelFacts, **_) -> list[Finding]:
         "model.activation_mismatch", "warning", 0.7,
         title="Conv layers followed by a squashing activation instead of a ReLU-family one",
         evidence={"layers": {layer.name: layer.activation for layer in bad}, "expected": "ReLU family"},
-        where=_where([layer.name for layer in bad]), source="check_model",
+        where=_where([layer.name for layer in bad]), source="check_model:squashing_after_conv",
         remedy=f"Use ReLU (or LeakyReLU/GELU) after {_where([layer.name for layer in bad])} and re-initialize "
                "them with he_normal (lossdoctor.model.apply_init(model)); sigmoid/tanh saturate and shrink the "
                "gradient at every conv layer.",
@@ -179,7 +179,7 @@ def recurrent_gates_without_sigmoid(facts: ModelFacts, **_) -> list[Finding]:
             title=f"Recurrent cell {cell.type} gates without sigmoid",
             evidence={"gate_activations": cell.gate_activations, "activations": cell.activations,
                       "calls_per_forward": cell.calls, "expected_gate": "sigmoid"},
-            where=cell.name, source="check_model",
+            where=cell.name, source="check_model:recurrent_gates_without_sigmoid",
             remedy="Gates decide how much to let through and must lie in [0, 1]: apply sigmoid to the "
                    "input/forget/output (update/reset) gates and tanh only to the candidate state, or use "
                    "nn.LSTM / nn.GRU.",
@@ -205,7 +205,7 @@ def constant_or_symmetric_weights(facts: ModelFacts, **_) -> list[Finding]:
                                    "duplicate_row_share": layer.duplicate_row_share,
                                    "weight_std": layer.weight_std} for layer in hidden}
                      | {"threshold": "any repeated row; error at constant or >= 50% repeated"},
-            where=_where([layer.name for layer in hidden]), source="check_model",
+            where=_where([layer.name for layer in hidden]), source="check_model:constant_or_symmetric_weights",
             remedy="Units with identical weights get identical gradients and never differentiate. "
                    f"Re-initialize randomly: lossdoctor.model.apply_init(model) ({_init_plan(hidden)}).",
         ))
@@ -214,7 +214,7 @@ def constant_or_symmetric_weights(facts: ModelFacts, **_) -> list[Finding]:
             "model.bad_init", "info", 0.4,
             title="The output layer starts with constant (e.g. zero) weights",
             evidence={layer.name: {"all_zero": layer.all_zero, "constant": layer.constant} for layer in output},
-            where=_where([layer.name for layer in output]), source="check_model",
+            where=_where([layer.name for layer in output]), source="check_model:constant_or_symmetric_weights",
             remedy="A zero-initialized output layer trains (its gradient does not depend on its weights), "
                    "so this is fine if intended; otherwise use " + (_init_plan(output) or "lecun_normal") + ".",
         ))
@@ -247,7 +247,7 @@ def weight_scale_off(facts: ModelFacts, **_) -> list[Finding]:
                                  for layer in off},
                       "allowed_ratio": [1 / WEIGHT_SCALE_FACTOR, WEIGHT_SCALE_FACTOR],
                       "normalization_layers": normalized},
-            where=_where([layer.name for layer in off]), source="check_model",
+            where=_where([layer.name for layer in off]), source="check_model:weight_scale_off",
             remedy=f"Re-initialize with lossdoctor.model.apply_init(model): {_init_plan(off)}. "
                    f"{worst.name} is at {_fmt(worst.scale_ratio)}x the {worst.scheme} std "
                    f"({_fmt(worst.weight_rms)} vs {_fmt(worst.expected_std)} for fan-in {worst.fan_in}).",
@@ -257,7 +257,7 @@ def weight_scale_off(facts: ModelFacts, **_) -> list[Finding]:
             "model.bad_init", "info", 0.3,
             title="The output layer starts small",
             evidence={layer.name: {"ratio": layer.scale_ratio, "scheme": layer.scheme} for layer in small_output},
-            where=_where([layer.name for layer in small_output]), source="check_model",
+            where=_where([layer.name for layer in small_output]), source="check_model:weight_scale_off",
             remedy="Small output weights give small logits at init, a common deliberate choice; if the loss "
                    f"starts slowly, use {_init_plan(small_output)}.",
         ))
@@ -284,7 +284,7 @@ def activation_scale_drift(facts: ModelFacts, **_) -> list[Finding]:
               "the layers at init",
         evidence={"activation_rms": {layer.name: layer.act_rms for layer in hidden}, "ratio_last_to_first": ratio,
                   "limit": ACTIVATION_DRIFT_LIMIT},
-        where="activations", source="check_model",
+        where="activations", source="check_model:activation_scale_drift",
         remedy=f"Re-initialize with lossdoctor.model.apply_init(model) ({_init_plan(hidden)}) so each layer "
                "keeps the activation scale; add normalization or residual connections for deep stacks.",
     )]
