@@ -246,7 +246,7 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int) -> Repo
         monitor_deadline = min(deadline, time.monotonic() + MONITOR_SHARE * budget_s)
         train_run(recipe, label="monitored", steps=min(steps, MONITOR_MAX_STEPS), seed=seed, deadline=monitor_deadline,
                   setup=lambda m, o: _start_monitor(m, o, recipe, watch_holder, notes),
-                  on_step=lambda loss: _monitor_step(watch_holder, loss))
+                  on_step=lambda loss: _monitor_step(watch_holder, loss), stop_on_non_finite=False)
         monitor_report = _call_room(notes, "live monitor read-out", lambda: watch_holder["watch"].report()) \
             if "watch" in watch_holder else None
         if monitor_report is not None:

@@ -139,6 +139,8 @@ def test_torch_tensors_datasets_and_column_names_are_accepted(cancer, monkeypatc
     assert report.metadata["rows_profiled"] == 200 and report.metadata["sampled"]
     assert any("200 sampled" in note for note in report.metadata["notes"])
     assert report.has("data.unnormalized", "warning")
+    loader = check_data(torch.utils.data.DataLoader(dataset, batch_size=32), baseline=False)
+    assert loader.metadata["source"] == "dataset" and any("DataLoader" in n for n in loader.metadata["notes"])
 
 
 def test_facts_are_plain_data(cancer):

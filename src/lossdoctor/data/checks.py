@@ -39,9 +39,6 @@ IMBALANCE_RATIO_LIMIT = 10.0
 # beyond 10% the labels (or the features) deserve a look, beyond 25% they limit any model.
 LABEL_NOISE_SHARE_LIMIT = 0.10
 LABEL_NOISE_SEVERE_SHARE = 0.25
-# Below 80% out-of-fold accuracy the baseline itself errs often, and confident learning counts
-# part of its errors as label noise: the finding is kept but never an error.
-WEAK_BASELINE_ACCURACY = 0.8
 # Columns listed by name in evidence and remedies.
 MAX_LISTED = 8
 
@@ -281,11 +278,9 @@ def label_noise(facts: DataFacts, **_) -> list[Finding]:
     ln = facts.label_noise
     if ln is None or ln.share < LABEL_NOISE_SHARE_LIMIT:
         return []
-    # with a weak baseline, part of what is flagged is what the features cannot separate
-    weak = ln.oof_accuracy < WEAK_BASELINE_ACCURACY
-    severe = ln.share >= LABEL_NOISE_SEVERE_SHARE and not weak
+    severe = ln.share >= LABEL_NOISE_SEVERE_SHARE
     return [Finding(
-        "data.label_noise", "error" if severe else "warning", min(0.9, 0.5 + ln.share) * (0.7 if weak else 1.0),
+        "data.label_noise", "error" if severe else "warning", min(0.9, 0.5 + ln.share),
         title=f"About {ln.share:.0%} of the labels look wrong",
         evidence={"share_flagged": ln.share, "flagged": ln.n_flagged, "examined": ln.n_examined,
                   "threshold": LABEL_NOISE_SHARE_LIMIT, "oof_accuracy": ln.oof_accuracy,
@@ -293,7 +288,7 @@ def label_noise(facts: DataFacts, **_) -> list[Finding]:
         where="labels", source="check_data:label_noise",
         remedy=f"Review the flagged rows first (most suspicious: {ln.indices[:10]}); relabel or drop them, or train "
                "with a noise-robust loss (e.g. CrossEntropyLoss(label_smoothing=0.1)). "
-               "cleanlab.filter.find_label_issues gives the full ranked list."
-               + (f" The baseline is weak (out-of-fold accuracy {ln.oof_accuracy:.0%}): some flags may be rows the "
-                  "features cannot separate rather than wrong labels." if weak else ""),
+               "cleanlab.filter.find_label_issues gives the full ranked list. Confident learning trusts the "
+               "baseline model: where the features cannot separate the classes, some flagged rows are hard "
+               "rather than mislabelled.",
     )]

@@ -109,6 +109,9 @@ def to_table(X: Any, y: Any = None, groups: Any = None, random_state: int = 0) -
     group_name = None
     rng = np.random.default_rng(random_state)
 
+    if hasattr(X, "dataset") and hasattr(X, "batch_size"):  # a DataLoader: read its dataset
+        notes.append("DataLoader given: its dataset is checked (without the loader's transforms of batches)")
+        X = X.dataset
     if isinstance(X, pd.Series):
         X = X.to_frame()
     if isinstance(X, pd.DataFrame):

@@ -126,6 +126,7 @@ def train_run(
     deadline: float | None = None,
     on_step: Callable[[torch.Tensor], None] | None = None,
     setup: Callable[[nn.Module, torch.optim.Optimizer], Any] | None = None,
+    stop_on_non_finite: bool = True,
 ) -> RunResult:
     """Train a copy for ``steps`` mini-batch steps and record the losses.
 
@@ -133,6 +134,7 @@ def train_run(
     fit loss is measured on (default: FIT_ROWS seeded rows of ``rows`` or of the whole set).
     ``grad_clip="recipe"`` uses the user's clipping; None turns it off. ``setup`` is called with
     the model and optimizer before the first step and may return a context manager (the monitor).
+    ``stop_on_non_finite=False`` keeps stepping after a NaN/Inf loss (for the monitor, which locates it).
     """
     t0 = time.monotonic()
     model = model if model is not None else recipe.fresh_model()
@@ -172,8 +174,10 @@ def train_run(
             result.losses.append(value)
             result.steps_done = step
             if not math.isfinite(value):
-                result.first_non_finite_step = step
-                break
+                if result.first_non_finite_step is None:
+                    result.first_non_finite_step = step
+                if stop_on_non_finite:
+                    break
             loss.backward()
             params = [p for p in model.parameters() if p.grad is not None]
             if clip is not None:
@@ -182,11 +186,13 @@ def train_run(
             else:
                 norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))) \
                     if params else 0.0
+            if result.first_non_finite_step is not None:
+                norm = math.nan
             result.grad_norms.append(norm)
             optimizer.step()
             if on_step is not None:
                 on_step(loss)
-            if step in checkpoints:
+            if step in checkpoints and result.first_non_finite_step is None:
                 result.fit_steps.append(step)
                 result.fit_losses.append(eval_loss(recipe, model, Xf, yf))
     finally:
