@@ -66,11 +66,17 @@ def renderable(report: Report):
             f"{e.kind} at step {e.step:g}" + (f" ({e.detail})" if e.detail else "") for e in report.events
         )
         parts.append(Text(f"events: {events}", style="dim"))
+    advice = report.metadata.get("advice")
+    if advice and report.verdict != "converging":
+        parts.append(Text.assemble(("advice: ", "bold"), str(advice)))
     if report.top is not None:
         parts.append(Text.assemble(("fix first: ", "bold"), f"{report.top.code}: {report.top.remedy}"))
         parts.append(_finding_table(report.findings))
-    else:
+    elif report.verdict in (None, "converging"):
         parts.append(Text("no findings: nothing to fix.", style="green"))
+    elif not advice:
+        parts.append(Text("no cause could be named from this evidence alone; "
+                          "`lossdoctor checkup` runs the experiments that would name one.", style="yellow"))
     if report.ruled_out:
         ruled = Table(title="ruled out", show_header=True, header_style="bold", expand=True)
         ruled.add_column("cause")
