@@ -13,4 +13,4 @@ def build():
     train, val = digits()
     model = nn.Sequential(nn.Linear(64, 3), nn.ReLU(), nn.Linear(3, 10))
     return {"model": model, "train": train, "val": val, "loss_fn": nn.CrossEntropyLoss(),
-            "optimizer": torch.optim.Adam(model.parameters(), lr=1e-2)}
+            "optimizer": torch.optim.Adam(model.parameters(), lr=3e-2)}

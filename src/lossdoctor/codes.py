@@ -62,7 +62,7 @@ CODES: dict[str, CodeInfo] = {
         ),
         CodeInfo(
             "data.mixed_units", "A value column's scale depends on a group", "Data is not normalized properly",
-            "Normalize per group: lossdoctor.GroupNormalizer(group_col=..., value_col=...) fits one "
+            "Normalize per group: lossdoctor.GroupNormalizer(group_col=..., value_cols=[...]) fits one "
             "scaler per group (e.g. one per lab type).",
         ),
         CodeInfo(

@@ -341,3 +341,19 @@ def test_apply_init_with_a_dict_touches_only_the_named_layers():
     assert torch.count_nonzero(model[4].bias) == 0
     with pytest.raises(InputError, match="no Linear/Conv layer named"):
         apply_init(model, {"head": "he_normal"})
+
+
+def test_activations_shrinking_through_a_deep_stack_are_flagged_even_when_each_layer_looks_acceptable():
+    deep = nn.Sequential(*[m for _ in range(12) for m in (nn.Linear(64, 64, bias=False), nn.ReLU())], nn.Linear(64, 10))
+    apply_init(deep)
+    with torch.no_grad():
+        for layer in deep[:-1]:
+            if isinstance(layer, nn.Linear):
+                layer.weight.mul_(0.5)  # 0.5x He: inside the per-layer band, 0.5^11 across the stack
+    x = torch.randn(128, 64)
+    report = check_model(deep, x)
+    assert report.codes == ["model.bad_init"]
+    finding = report.findings[0]
+    assert finding.where == "activations" and finding.evidence["ratio_last_to_first"] < 1e-2
+    apply_init(deep)
+    assert not check_model(deep, x).findings

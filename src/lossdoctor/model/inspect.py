@@ -356,8 +356,13 @@ def inspect_model(model: nn.Module, sample_input: Any = None, loss_fn: Any = Non
     sample, rows, notes = _as_sample(sample_input) if sample_input is not None else (None, None, [])
     target_facts, target_tensor = _target_facts(targets)
 
-    with torch.random.fork_rng(devices=[]):
-        model_copy = copy.deepcopy(model)
+    cuda_devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
+    with torch.random.fork_rng(devices=cuda_devices):
+        try:
+            model_copy = copy.deepcopy(model)
+        except Exception as exc:  # noqa: BLE001 - locks, open files, generators held by the model
+            raise InputError(f"check_model: {type(model).__name__} cannot be deep-copied ({type(exc).__name__}: "
+                             f"{exc}); lossdoctor only runs copies of your model, never the model itself") from exc
         trace, trace_notes = _trace(model_copy, sample)
     notes += trace_notes
     modules = dict(model_copy.named_modules())
