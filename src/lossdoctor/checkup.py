@@ -463,3 +463,14 @@ def checkup_from_file(target: str, budget_s: float = 60, progress: bool = True, 
     report = checkup(**kwargs, budget_s=budget_s, progress=progress, seed=seed)
     report.source = origin
     return report
+
+
+class _CallableModule(type(sys)):
+    """``lossdoctor.checkup`` is both this module and the function: importing the submodule binds the
+    module to the package attribute, so the module forwards calls to ``checkup``."""
+
+    def __call__(self, *args, **kwargs) -> Report:
+        return checkup(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

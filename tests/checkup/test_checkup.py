@@ -140,11 +140,14 @@ def test_top_finding_names_the_fault_and_its_remedy_makes_the_loss_fall(digits, 
     assert after < 0.6 * before, (before, after)
 
 
-def test_a_tiny_budget_skips_probes_with_a_note(digits):
+def test_a_tiny_budget_skips_probes_with_a_note_and_lossdoctor_checkup_is_callable(digits):
+    import lossdoctor
+    import lossdoctor.checkup  # noqa: F401 - binds the submodule to the package attribute
+
     train, _ = digits
     model = mlp()
-    report = checkup(model, train, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=1e-3),
-                     budget_s=0.05, progress=False)
+    report = lossdoctor.checkup(model, train, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=1e-3),
+                                budget_s=0.05, progress=True)
     skipped = [n for n, p in report.metadata["probes"].items() if not p["ran"]]
     assert any("budget" in report.metadata["probes"][n]["note"] for n in skipped)
     assert any("budget" in note for note in report.metadata["notes"])
