@@ -194,3 +194,14 @@ def test_gradient_accumulation_gives_one_loss_per_optimizer_step():
     stats = doctor.stats()
     assert doctor.step_count == 8
     assert stats.loss_steps.tolist() == list(range(8))
+
+
+def test_read_out_mode_saves_the_snapshot_of_the_last_clean_read_out(tmp_path):
+    path = tmp_path / "last_finite.pt"
+    report, _ = train(mlp(), lr=50.0, steps=30, every=2, nan_check="readout", save_last_finite=path)
+    first_nan = [f for f in report.findings if f.code == "grad.non_finite"][0].evidence["step"]
+    saved = torch.load(path)
+    assert saved["step"] <= first_nan
+    fresh = mlp(seed=1)
+    fresh.load_state_dict(saved["model"])
+    assert_all_finite(fresh)

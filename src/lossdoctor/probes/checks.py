@@ -31,6 +31,9 @@ LR_LOW_MAX_PROGRESS = 0.5
 # ... and "too high" when it is above the rate at the smoothed loss minimum (past the minimum the
 # loss already rises with the rate).
 LR_HIGH_FACTOR = 1.0
+# A baseline above a rate past the loss minimum that ends at 90 % of its start or worse has failed:
+# the rate, confirmed by the ablation, explains the symptoms the monitor sees.
+LR_HIGH_NO_PROGRESS = 0.9
 # Clipping "masks" the rate when it cuts the gradient on most steps.
 CLIP_ACTIVE_SHARE = 0.5
 # Gradient norms first-layer/last-layer beyond three orders of magnitude: the taxonomy's
@@ -126,7 +129,8 @@ def learning_rate_off(ev: ProbeEvidence, **_) -> list[Finding]:
                 "blowup_lr": d.get("blowup_lr"), "baseline_first_non_finite_step": base.get("first_non_finite_step")}
     if user > LR_HIGH_FACTOR * at_min:
         nan = base.get("first_non_finite_step") is not None
-        evidence["baseline_diverged"] = nan or _final(base) >= (base.get("start_loss") or math.inf)
+        # diverged, or made no progress at all (stuck at chance after a jump, dead units)
+        evidence["baseline_diverged"] = nan or _final(base) >= LR_HIGH_NO_PROGRESS * (base.get("start_loss") or math.inf)
         return [Finding("optim.lr_too_high", "error" if nan else "warning", 0.9 if nan else _confidence(cmp["gain"]),
                         evidence=evidence, source="probe:lr_range",
                         remedy=f"Lower the learning rate from {user:.3g} to about {suggested:.2g} (the range test's "
