@@ -199,7 +199,11 @@ def _origin_from_samples(samples: list[SampleRecord], first_bad: int) -> dict[st
     for s in samples:
         if s.step < first_bad:
             continue
+        previous_output_finite = None
         for name, inputs_finite, output_finite in s.finite:
+            if inputs_finite is None:  # recorded for the first module only: otherwise the previous output
+                inputs_finite = previous_output_finite
+            previous_output_finite = output_finite
             if not output_finite:
                 exact = s.step == first_bad
                 return {

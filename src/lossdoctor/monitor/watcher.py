@@ -8,8 +8,9 @@ Cost model (the hot path does tensor arithmetic and nothing else):
   a reference to the detached loss. No ``.item()`` on an accelerator: there the finiteness flag
   and the losses stay on the device until the read-out. On the CPU there is no device queue to
   wait for, so the flag is read at once (``nan_check="auto"``).
-- one step in every ``every`` is instrumented in full: forward hooks on every module (output
-  finiteness, per-unit activity of ReLU/sigmoid/tanh layers, the largest logit), per-layer
+- one step in every ``every`` is instrumented in full: forward hooks on every module (per-unit
+  activity of ReLU/sigmoid/tanh layers, the largest logit, and output finiteness when the NaN
+  check waits for the read-out), per-layer
   gradient norms before the update and update-to-weight ratios after it. The hooks exist only
   during that step. Warning signs (logits near overflow, gradient norms growing) make every step
   instrumented until the next read-out.
@@ -294,7 +295,7 @@ class Watch:
     # Inventory
 
     def _inventory(self, root: nn.Module) -> None:
-        self._module_info: dict[int, tuple[str, int, str | None, bool]] = {}
+        self._module_info: dict[int, tuple[str, int, str | None, bool, bool]] = {}
         self._layer_names: list[str] = []
         self._weight_layer: list[bool] = []
         params: list[torch.nn.Parameter] = []
@@ -314,7 +315,8 @@ class Watch:
                     param_layer.append(layer)
             kind = "relu" if isinstance(module, RELU_FAMILY) else SATURATING.get(type(module))
             self._module_info[id(module)] = (name or type(module).__name__, layer, kind,
-                                             isinstance(module, nn.modules.conv._ConvNd))
+                                             isinstance(module, nn.modules.conv._ConvNd),
+                                             next(module.children(), None) is None)
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 self._has_batchnorm = True
         self._params = params
@@ -480,36 +482,46 @@ class Watch:
         info = self._module_info.get(id(module))
         if info is None:
             return
-        name, layer, kind, is_conv = info
+        name, layer, kind, is_conv, is_leaf = info
         s = self._sample
         if layer >= 0:
             if layer not in s.order:
                 s.order.append(layer)
             s.last_conv = is_conv
-        outs = tensors_in(output)
         if module is self._root:
             logits = _logits(output)
             if logits is not None:
                 s.logit = logits.detach().abs().amax()
                 s.logit_dtype = str(logits.dtype)
+        # Output finiteness locates a NaN only when no replay will (NaN check at read-out). One sum per
+        # leaf output: a NaN/Inf makes it non-finite (a finite overflow of the sum is read as one too,
+        # which matters only once the run already has a NaN step to explain).
+        track_finite = not self._immediate and is_leaf
+        if kind is None and not track_finite:
+            return
+        outs = tensors_in(output)
         if not outs:
             return
         out = outs[0].detach()
-        ins = tensors_in(args)
-        s.finite.append((name, torch.isfinite(ins[0]).all() if ins else None, torch.isfinite(out).all()))
+        if track_finite:
+            raw = None
+            if not s.finite:  # the first module called sees the batch itself
+                ins = tensors_in(args)
+                raw = torch.isfinite(ins[0].sum()) if ins else None
+            s.finite.append((name, raw, torch.isfinite(out.sum())))
         if kind is None or out.dim() == 0:
             return
         calls = s.calls.get(id(module), 0)
         s.calls[id(module)] = calls + 1
         key = name if calls == 0 else f"{name}#{calls + 1}"
         unit_dim = 1 if out.dim() == 2 or s.last_conv else out.dim() - 1
-        per_unit = out.movedim(unit_dim, 0).reshape(out.shape[unit_dim], -1)
+        others = tuple(d for d in range(out.dim()) if d != unit_dim)  # reduce in place of a transposed copy
         if kind == "relu":
-            mask = (per_unit > 0).any(dim=1)
+            mask = out.amax(dim=others) > 0  # active on some example/position
         elif kind == "sigmoid":
-            mask = ((per_unit < SATURATION_MARGIN) | (per_unit > 1 - SATURATION_MARGIN)).all(dim=1)
+            mask = (out - 0.5).abs().amin(dim=others) > 0.5 - SATURATION_MARGIN  # saturated everywhere
         else:
-            mask = (per_unit.abs() > 1 - SATURATION_MARGIN).all(dim=1)
+            mask = out.abs().amin(dim=others) > 1 - SATURATION_MARGIN
         s.units[key] = (kind if kind == "relu" else "saturated " + kind, mask)
 
     def _sample_gradients(self, sample: _Sample) -> None:
