@@ -31,6 +31,8 @@ _EXPORTS = {
     "checkup": "lossdoctor.checkup",
 }
 
+_SUBPACKAGES = ("model", "data", "monitor", "probes", "logs", "report", "integrations", "curves", "codes", "findings")
+
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
@@ -39,6 +41,8 @@ def __getattr__(name: str):
         value = getattr(import_module(_EXPORTS[name]), name)
         globals()[name] = value
         return value
+    if name in _SUBPACKAGES:  # `lossdoctor.model.apply_init(...)` after a plain `import lossdoctor`
+        return import_module(f"lossdoctor.{name}")
     raise AttributeError(f"module 'lossdoctor' has no attribute {name!r}")
 
 
