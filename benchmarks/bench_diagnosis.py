@@ -3,7 +3,8 @@
 Each recipe file names its expected cause in ``EXPECTED`` (a TAXONOMY.md code, or "healthy").
 A fault counts as found at top-1 when the report's first finding has that code, at top-3 when it
 is among the first three. A healthy control is a false alarm when any finding is a warning or
-an error. Usage: python benchmarks/bench_diagnosis.py [--budget 20] [--only SUBSTRING] [--verbose]
+an error. Usage: python benchmarks/bench_diagnosis.py [--budget 20] [--steps N] [--only SUBSTRING] [--verbose]
+(``--steps`` pins every probe run's length, so that the scores do not depend on the machine's speed.)
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def main(argv=None) -> int:
     # 20 s: the smallest budget at which checkup runs the data checks' cross-validated baseline
     # (label noise, no-signal test); most recipes finish well inside it (the runs are capped).
     parser.add_argument("--budget", type=float, default=20.0, help="checkup budget per recipe, seconds")
+    parser.add_argument("--steps", type=int, help="pin every probe run to this many steps (the budget still caps)")
     parser.add_argument("--only", help="run only recipes whose file name contains this")
     parser.add_argument("--verbose", action="store_true", help="print the top findings of every recipe")
     args = parser.parse_args(argv)
@@ -51,7 +53,7 @@ def main(argv=None) -> int:
     for path in recipes(args.only):
         expected = expected_of(path)
         t0 = time.monotonic()
-        report = checkup_from_file(f"{path}:build", budget_s=args.budget, progress=False)
+        report = checkup_from_file(f"{path}:build", budget_s=args.budget, progress=False, steps=args.steps)
         seconds.append(time.monotonic() - t0)
         codes = list(dict.fromkeys(f.code for f in report.findings))  # distinct causes, ranked
         serious = [f.code for f in report.warnings()]
@@ -85,7 +87,8 @@ def main(argv=None) -> int:
               + (f"  ({', '.join(r[0] + ': ' + '/'.join(r[5]) for r in alarms)})" if alarms else ""))
     if seconds:
         print(f"checkup wall time per recipe: median {statistics.median(seconds):.1f} s, max {max(seconds):.1f} s, "
-              f"total {sum(seconds):.0f} s (budget {args.budget:g} s)")
+              f"total {sum(seconds):.0f} s (budget {args.budget:g} s"
+              + (f", {args.steps} steps per run)" if args.steps else ")"))
     return 0
 
 

@@ -31,7 +31,7 @@ from .internal import report_internal_error
 from .probes import checks as _checks  # noqa: F401 - registers the @check("probes") decisions
 from .probes.ablations import run_ablation
 from .probes.batchnorm import run_batchnorm_gradient_check
-from .probes.checks import ProbeEvidence, rule_out
+from .probes.checks import SAFE_LR_VARIANTS, ProbeEvidence, confounded, inconclusive, rule_out, safe_lr_name
 from .probes.initial_loss import run_initial_loss
 from .probes.loop import Budget, train_run
 from .probes.lr_range import run_lr_range
@@ -114,6 +114,11 @@ class _Progress:
         if self.bar is not None:
             self.bar.advance(self.task)
 
+    def add(self, n: int) -> None:
+        """``n`` more steps than planned (re-runs decided along the way)."""
+        if self.bar is not None:
+            self.bar.update(self.task, total=self.bar.tasks[0].total + n)
+
 
 def _call_room(notes: list[str], what: str, fn: Callable[[], Any]) -> Any:
     """Call another room's entry point; a missing room or a failure becomes a note, not a crash."""
@@ -131,12 +136,12 @@ def _call_room(notes: list[str], what: str, fn: Callable[[], Any]) -> Any:
     return None
 
 
-def _model_and_data_checks(recipe: Recipe, notes: list[str], budget_s: float) -> list[Report]:
+def _model_and_data_checks(recipe: Recipe, notes: list[str], baseline: bool) -> list[Report]:
     reports = []
-    baseline = budget_s >= DATA_BASELINE_MIN_BUDGET
     if not baseline:
         notes.append(f"data checks: the cross-validated baseline (no-signal permutation test, label noise) "
-                     f"skipped: it needs a budget of at least {DATA_BASELINE_MIN_BUDGET:g} s")
+                     f"skipped: it needs a budget of at least {DATA_BASELINE_MIN_BUDGET:g} s "
+                     "(or cross_validate=True)")
 
     def data_check():
         from .data import check_data
@@ -177,36 +182,52 @@ def _facts(recipe: Recipe) -> dict[str, Any]:
     }
 
 
-def _plan_steps(recipe: Recipe, budget: Budget, n_runs: float) -> tuple[int, float]:
-    """Time a few steps on a copy and size every run so that all of them fit the budget."""
+def _plan_steps(recipe: Recipe, budget: Budget, n_runs: float, pinned: int | None = None) -> tuple[int, float]:
+    """Time a few steps on a copy and size every run so that all of them fit the budget.
+
+    ``pinned`` fixes the run length whatever the machine's speed (the timing then only serves the
+    budget's cap: a probe that no longer fits is skipped with a note).
+    """
     t0 = time.monotonic()
     train_run(recipe, label="timing", steps=TIMING_STEPS, seed=0)
     per_step = max((time.monotonic() - t0) / TIMING_STEPS, 1e-5)
-    steps = int(PLAN_SHARE * budget.left / per_step / n_runs)
+    if pinned is not None:
+        steps = pinned
+    else:
+        steps = max(MIN_STEPS, min(MAX_STEPS, int(PLAN_SHARE * budget.left / per_step / n_runs)))
     if recipe.epochs:  # never run longer than the user's own training
-        steps = min(steps, recipe.epochs * math.ceil(recipe.n_train / recipe.batch_size))
-    return max(MIN_STEPS, min(MAX_STEPS, steps)), per_step
+        steps = min(steps, max(MIN_STEPS, recipe.epochs * math.ceil(recipe.n_train / recipe.batch_size)))
+    return steps, per_step
 
 
 def checkup(model, train, loss_fn, optimizer, val=None, grad_clip=None, task=None, epochs=None, batch_size=None,
-            budget_s: float = 60, progress: bool = True, seed: int = 0, groups=None) -> Report:
+            budget_s: float = 60, progress: bool = True, seed: int = 0, groups=None, steps: int | None = None,
+            cross_validate: bool | None = None) -> Report:
     """Run the probes on copies of the recipe and return the ranked differential as a Report.
 
     ``train``/``val``: (X, y) tensors or arrays, a Dataset or a DataLoader. ``optimizer``: an instance
     bound to ``model``'s parameters (its class and hyper-parameters are what is probed).
     ``grad_clip``: max total gradient norm or None. ``budget_s`` scales the probe lengths; a probe
-    that no longer fits is skipped with a note. ``groups``: optional group/key column passed to the
-    data checks (per-group units).
+    that no longer fits is skipped with a note. ``steps`` fixes the length of every training run
+    (at least MIN_STEPS) instead of sizing it from the measured speed, so that the outcome does not
+    depend on the machine; the budget then only caps. ``cross_validate`` runs the data checks'
+    cross-validated baseline (default: when ``budget_s`` >= DATA_BASELINE_MIN_BUDGET).
+    ``groups``: optional group/key column passed to the data checks (per-group units).
     """
     if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)) or not budget_s > 0:
         raise InputError(f"budget_s: expected a positive number of seconds, got {budget_s!r}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < MIN_STEPS):
+        raise InputError(f"steps: expected a whole number of training steps >= {MIN_STEPS}, got {steps!r}")
+    if cross_validate is None:
+        cross_validate = budget_s >= DATA_BASELINE_MIN_BUDGET
     with preserved_rng(), torch.enable_grad():
         recipe = normalize_recipe(model, train, loss_fn, optimizer, val=val, grad_clip=grad_clip, task=task,
                                   epochs=epochs, batch_size=batch_size, groups=groups)
-        return _checkup(recipe, float(budget_s), progress, seed)
+        return _checkup(recipe, float(budget_s), progress, seed, steps, bool(cross_validate))
 
 
-def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int) -> Report:
+def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, pinned_steps: int | None,
+             cross_validate: bool) -> Report:
     budget = Budget(budget_s)
     notes: list[str] = list(recipe.notes)
     facts = _facts(recipe)
@@ -222,11 +243,11 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int) -> Repo
     room_reports: list[Report] = []
     with _Progress(progress, total) as bar:
         bar.start("model and data checks")
-        room_reports += _model_and_data_checks(recipe, notes, budget_s)
+        room_reports += _model_and_data_checks(recipe, notes, cross_validate)
         bar.done()
         # runs: baseline, subset, the ablations, half a run for one batch, the range test
         n_runs = 2 + len(variants) + OVERFIT_SHARE + LR_RANGE_STEPS / MAX_STEPS + MONITOR_SHARE
-        steps, per_step = _plan_steps(recipe, budget, n_runs)
+        steps, per_step = _plan_steps(recipe, budget, n_runs, pinned_steps)
         est = lambda n: n * per_step * 1.2  # noqa: E731 - 20 % for evaluation passes and noise
         deadline = budget.deadline()
 
@@ -243,7 +264,8 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int) -> Repo
         # overhead never eats the comparisons' budget (the baseline above is the reference run).
         bar.start("live monitor (your setting)")
         watch_holder: dict[str, Any] = {}
-        monitor_deadline = min(deadline, time.monotonic() + MONITOR_SHARE * budget_s)
+        monitor_deadline = deadline if pinned_steps is not None else \
+            min(deadline, time.monotonic() + MONITOR_SHARE * budget_s)
         train_run(recipe, label="monitored", steps=min(steps, MONITOR_MAX_STEPS), seed=seed, deadline=monitor_deadline,
                   setup=lambda m, o: _start_monitor(m, o, recipe, watch_holder, notes),
                   on_step=lambda loss: _monitor_step(watch_holder, loss), stop_on_non_finite=False)
@@ -275,18 +297,30 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int) -> Repo
                 continue
             probe(name, steps, lambda v=variant: _complete(
                 run_ablation(recipe, v, steps, suggested_lr=suggested, deadline=deadline, seed=seed), steps))
+        # An ablation whose two runs both failed at the user's rate (non-finite, or at chance level)
+        # proves nothing there: run it again at the range test's suggested rate, against the
+        # lr_suggested run; when that pair fails too, the experiment is reported as inconclusive.
+        safe = ev.get("ablation:lr_suggested")
+        reruns = [v for v in variants if v in SAFE_LR_VARIANTS and safe and confounded(ev, v)]
+        bar.add(len(reruns))
+        for variant in reruns:
+            probe(safe_lr_name(variant), steps, lambda v=variant: _complete(
+                run_ablation(recipe, v, steps, deadline=deadline, seed=seed, at_lr=safe.data["lr"]), steps))
         if has_bn:
             probe("batchnorm_out", 10, lambda: run_batchnorm_gradient_check(recipe, seed))
 
     findings: list[Finding] = run_checks("probes", ev)
     for rep in room_reports:
         findings += rep.findings
-    verdict, events, curve_findings = _judge_curves(base, notes)
+    verdict, events, curve_findings, curve_evidence = _judge_curves(base, notes, ev.chance_loss)
     findings += curve_findings
     findings = _differential(findings)
     report = Report(verdict=verdict, findings=findings, source="checkup", events=events)
     serious = {f.code for f in report.findings if f.severity != "info"}
     report.ruled_out = [r for r in rule_out(ev) if r.code not in serious]
+    undecided = inconclusive(ev)
+    for u in undecided:
+        notes.append(f"{u['by']}: inconclusive for {', '.join(u['codes'])}: {u['why']}")
     for r in ev.results.values():
         if not r.ran:
             notes.append(f"{r.name}: {r.note}")
@@ -296,9 +330,10 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int) -> Repo
         "probes": {n: {"ran": r.ran, "note": r.note, "seconds": round(r.seconds, 3),
                        **({k: v for k, v in r.data.items() if k not in ("losses", "raw_losses", "lrs")})}
                    for n, r in ev.results.items()},
+        "inconclusive": undecided, "chance_loss": ev.chance_loss, "verdict_evidence": curve_evidence,
         "notes": notes,
     }
-    report.plots = _plots(ev, base)
+    report.plots = _plots(ev, base, room_reports)
     return report
 
 
@@ -390,9 +425,11 @@ def _monitor_step(holder: dict, loss) -> None:
             holder.pop("watch", None)
 
 
-def _judge_curves(run, notes: list[str]):
-    """The verdict from the baseline run's loss curve (lossdoctor.curves.analyze_curves)."""
-    curves = Curves(run="checkup: your setting", source="checkup")
+def _judge_curves(run, notes: list[str], chance_loss: float | None = None):
+    """The verdict from the baseline run's loss curve (lossdoctor.curves.analyze_curves), told the
+    chance level (a curve that ends there has learned nothing, however far it fell)."""
+    curves = Curves(run="checkup: your setting", source="checkup",
+                    meta={"chance_loss": chance_loss} if chance_loss is not None else {})
     curves.add("train_loss", np.arange(1, len(run.losses) + 1), run.losses)
 
     def analyze():
@@ -402,11 +439,11 @@ def _judge_curves(run, notes: list[str]):
 
     analysis = _call_room(notes, "curve analysis (lossdoctor.curves.analyze_curves)", analyze)
     if analysis is None:
-        return None, [], []
-    return analysis.verdict, list(analysis.events or []), list(analysis.findings or [])
+        return None, [], [], {}
+    return analysis.verdict, list(analysis.events or []), list(analysis.findings or []), dict(analysis.evidence or {})
 
 
-def _plots(ev: ProbeEvidence, base) -> dict[str, Any]:
+def _plots(ev: ProbeEvidence, base, room_reports: list[Report] = ()) -> dict[str, Any]:
     plots: dict[str, Any] = {"curves": {"train_loss": {"steps": list(range(1, len(base.losses) + 1)),
                                                        "values": base.losses}}}
     rng = ev.get("lr_range")
@@ -416,6 +453,13 @@ def _plots(ev: ProbeEvidence, base) -> dict[str, Any]:
             for name, r in ev.results.items() if name.startswith("ablation:") and r.ran]
     if runs:
         plots["ablations"] = {"baseline": {"label": "your setting", "losses": base.losses}, "runs": runs}
+    # the rooms that ran along draw their own evidence: the data checks' feature_scales and
+    # group_scales, the monitor's grad_norms and dead_units (the checkup's curves come first)
+    for rep in room_reports:
+        for key, value in (rep.plots or {}).items():
+            if key == "curves":
+                continue  # the monitored copy's curve repeats the baseline's
+            plots.setdefault(key, value)
     return plots
 
 
@@ -450,7 +494,8 @@ def _load_build(target: str) -> tuple[Callable[[], Any], str]:
     return fn, f"{path}:{func}"
 
 
-def checkup_from_file(target: str, budget_s: float = 60, progress: bool = True, seed: int = 0) -> Report:
+def checkup_from_file(target: str, budget_s: float = 60, progress: bool = True, seed: int = 0,
+                      steps: int | None = None, cross_validate: bool | None = None) -> Report:
     """``lossdoctor checkup FILE.py:build``: call ``build()`` and run ``checkup`` on the recipe it returns."""
     fn, origin = _load_build(target)
     try:
@@ -460,7 +505,8 @@ def checkup_from_file(target: str, budget_s: float = 60, progress: bool = True, 
     except Exception as exc:  # noqa: BLE001 - the user's build() failed: say so in one line
         raise InputError(f"{origin}: calling it raised {type(exc).__name__}: {exc}") from None
     kwargs = recipe_from_dict(spec, f"{origin}()")
-    report = checkup(**kwargs, budget_s=budget_s, progress=progress, seed=seed)
+    report = checkup(**kwargs, budget_s=budget_s, progress=progress, seed=seed, steps=steps,
+                     cross_validate=cross_validate)
     report.source = origin
     return report
 

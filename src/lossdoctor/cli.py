@@ -43,7 +43,7 @@ def _cmd_diagnose(args) -> int:
 def _cmd_checkup(args) -> int:
     from .checkup import checkup_from_file
 
-    report = checkup_from_file(args.target, budget_s=args.budget, progress=not args.json)
+    report = checkup_from_file(args.target, budget_s=args.budget, progress=not args.json, steps=args.steps)
     code = _emit(report, args)
     return max(code, 1 if report.warnings() else 0)  # a checkup that finds a warning exits 1 too
 
@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
     p.add_argument("--budget", type=float, default=60.0, help="time budget in seconds (default 60)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="steps per probe run, fixed whatever the machine's speed (the budget still caps)")
     p.set_defaults(func=_cmd_checkup)
 
     p = sub.add_parser("demo", help="diagnose and fix a broken network on scikit-learn's digits")

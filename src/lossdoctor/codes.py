@@ -39,6 +39,11 @@ CODES: dict[str, CodeInfo] = {
             "a single NaN input turns every loss after it into NaN.",
         ),
         CodeInfo(
+            "data.constant_feature", "Some input columns are constant", "Bad data quality",
+            "Drop the constant columns: they carry no information, and a hand-written (x - mean) / std "
+            "turns them into NaN (std 0).",
+        ),
+        CodeInfo(
             "data.no_signal", "The features barely predict the target", "Bad data quality",
             "A quick baseline cannot beat a label-permutation null: the data may not support this "
             "prediction. Check the label join and feature extraction, collect more informative "

@@ -421,7 +421,36 @@ def _verdict(curves: Curves) -> CurveAnalysis:
         events.append(Event("plateau", plateau_step, end,
                             f"flat at {end:.4g} for {plateau_fraction:.0%} of the run"))
         return CurveAnalysis("stalled", events, [], ev)
+    at_chance = _at_chance_level(curves, end, end_sigma, ev)
+    if at_chance is not None:
+        verdict = "underfitting" if still_falling else "stalled"
+        events.append(Event("plateau", plateau_step, end, f"ends at {end:.4g}, chance level {at_chance:.4g}"))
+        return CurveAnalysis(verdict, events, [], ev)
     return CurveAnalysis("converging", events, [], ev)
+
+
+# Chance level: a caller that knows the loss of an uninformed prediction (ln C for C-class
+# cross-entropy with balanced classes, the target variance for MSE; lossdoctor's checkup does)
+# passes it as ``curves.meta[CHANCE_LEVEL_META]``. A loss that fell from an inflated start (a
+# blow-up, a bad output scale) down to chance level has learned nothing, however far it dropped.
+CHANCE_LEVEL_META = "chance_loss"
+# "At chance": the end level is within 5 % of the chance level (or above it), or within the
+# noise of it: a 10-class run that ends at 2.19 instead of ln 10 = 2.30 has not learned either.
+CHANCE_LEVEL_MARGIN = 0.05
+
+
+def _at_chance_level(curves: Curves, end: float, end_sigma: float, ev: dict[str, Any]) -> float | None:
+    """The chance level when the run ended at or above it (and put it in the evidence), else None."""
+    chance = curves.meta.get(CHANCE_LEVEL_META)
+    if not isinstance(chance, (int, float)) or isinstance(chance, bool) or not math.isfinite(chance) or chance <= 0:
+        return None
+    ev["chance_level"] = _f(float(chance))
+    line = float(chance) - max(CHANCE_LEVEL_MARGIN * float(chance), NOISE_SIGMAS * end_sigma)
+    if end < line:
+        return None
+    ev.update(ended_at_chance=True, thresholds={"chance_level": _f(float(chance)), "margin": CHANCE_LEVEL_MARGIN,
+                                                "at_chance_above": _f(line)})
+    return float(chance)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ class RunOutcome:
 
 @dataclass
 class DemoResult:
-    report: Report  # the checkup of the broken setting (plots from the monitor and data checks added)
+    report: Report  # the checkup of the broken setting (with the monitor's and data checks' plots)
     rechecks: list[Report]  # checkups of the partly fixed setting, when the first one did not flag every fault
     after: Report  # the curves of the fully fixed run
     broken: RunOutcome
@@ -269,15 +269,6 @@ def apply_fix(setting: Setting, fault: str) -> Setting:
 
 
 # -- the report ------------------------------------------------------------------------------
-def _merge_plots(report: Report, *others: Report | None) -> None:
-    """Plots the checkup's report lacks, taken from other reports on the same data (the data check's)."""
-    for other in others:
-        if other is None:
-            continue
-        for key, value in other.plots.items():
-            report.plots.setdefault(key, value)
-
-
 def _after_report(final: RunOutcome, broken: RunOutcome, fixes: list[RunOutcome]) -> Report:
     """The fully fixed run's curves, judged by lossdoctor's curve analysis, and every run of the demo."""
     from .curves import analyze_curves
@@ -388,15 +379,6 @@ def _run(html: str, budget_s: float, epochs: int, console) -> DemoResult:
     # 2. the checkup
     console.print(Rule(f"[bold]2. checkup: short experiments on copies (budget {budget_s:g} s)"))
     report = _checkup(broken_setting, data, BROKEN_LR, epochs, budget_s, "checkup: the broken digits network")
-    data_report = None
-    if "feature_scales" not in report.plots:  # the checkup ran the data checks; their plots live in their report
-        try:
-            from .data import check_data
-        except ImportError as exc:
-            console.print(f"  [yellow]data checks not available ({exc})[/]")
-        else:
-            data_report = check_data(data.X_train, data.y_train, task="classification")
-    _merge_plots(report, data_report)
     report.print(console)
     report.to_html(html)  # written now, rewritten with the fixes at the end
     console.print(f"  report written to [bold]{os.path.abspath(html)}[/]")

@@ -15,8 +15,13 @@ from torch import nn
 from lossdoctor.checkup import checkup, checkup_from_file
 from lossdoctor.errors import InputError
 
-# Long enough for a few hundred steps per probe on digits even when the machine is shared.
-BUDGET = 6.0
+# Every probe run is pinned to this many steps (enough for the digits MLPs to separate a fault from
+# its fix), so that the outcome is the same on a fast or a slow machine; the budget only caps, and
+# is generous enough that a slow, shared 2-core machine never reaches it.
+STEPS = 300
+BUDGET = 60.0
+# The data checks' cross-validated baseline (permutation test, cleanlab) is tested in tests/data.
+PINNED = dict(budget_s=BUDGET, steps=STEPS, cross_validate=False, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +71,7 @@ def test_checkup_leaves_model_optimizer_data_and_rng_bit_identical(digits):
     random.seed(123)
     before = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()), train[0].clone(), train[1].clone(),
               torch.get_rng_state(), np.random.get_state(), random.getstate(), model.training)
-    checkup(model, train, nn.CrossEntropyLoss(), opt, val=val, grad_clip=1.0, budget_s=BUDGET, progress=False)
+    checkup(model, train, nn.CrossEntropyLoss(), opt, val=val, grad_clip=1.0, **PINNED)
     sd, osd, X, y, trng, nrng, prng, mode = before
     assert all(torch.equal(sd[k], v) for k, v in model.state_dict().items())
     after_opt = opt.state_dict()
@@ -86,7 +91,7 @@ def test_healthy_recipe_comes_out_without_warning_and_rules_causes_out(digits):
     train, val = digits
     model = mlp()
     report = checkup(model, train, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=1e-3),
-                     val=val, budget_s=BUDGET, progress=False)
+                     val=val, **PINNED)
     assert report.warnings() == [], [f.code for f in report.warnings()]
     ruled = {r.code for r in report.ruled_out}
     assert {"optim.clipping_masks_lr", "model.regularization_too_strong", "model.bad_init"} <= ruled
@@ -94,6 +99,9 @@ def test_healthy_recipe_comes_out_without_warning_and_rules_causes_out(digits):
     assert len(report.plots["lr_range"]["lrs"]) == len(report.plots["lr_range"]["losses"])
     assert report.plots["ablations"]["baseline"]["losses"]
     assert all(r["label"] and r["losses"] for r in report.plots["ablations"]["runs"])
+    # the rooms that ran along bring their plots: the data checks' and the live monitor's
+    assert report.plots["feature_scales"]["features"] and len(report.plots["feature_scales"]["std"]) == 64
+    assert report.plots["grad_norms"]["layers"] and report.plots["dead_units"]["layers"]
     json.loads(report.to_json())  # JSON-able, same schema as diagnose
 
 
@@ -129,8 +137,7 @@ def test_top_finding_names_the_fault_and_its_remedy_makes_the_loss_fall(digits, 
     train, val = digits
     make, fix = FAULTS[cause]
     model, kw, clip = make()
-    report = checkup(model, train, nn.CrossEntropyLoss(), _optimizer(model, kw), val=val, grad_clip=clip,
-                     budget_s=BUDGET, progress=False)
+    report = checkup(model, train, nn.CrossEntropyLoss(), _optimizer(model, kw), val=val, grad_clip=clip, **PINNED)
     assert report.top is not None and report.top.code == cause, report.codes
     assert report.top.evidence and report.top.remedy
     model_a, kw_a, clip_a = make()
@@ -176,11 +183,11 @@ def not_a_dict():
 def test_checkup_from_file_runs_the_build_function_and_the_cli_prints_json(tmp_path, capsys):
     path = tmp_path / "recipe.py"
     path.write_text(RECIPE)
-    report = checkup_from_file(f"{path}:build", budget_s=BUDGET, progress=False)
+    report = checkup_from_file(f"{path}:build", **PINNED)
     assert report.top.code == "optim.lr_too_high"
     from lossdoctor.cli import main
 
-    code = main(["checkup", f"{path}:build", "--json", "--budget", "2"])
+    code = main(["checkup", f"{path}:build", "--json", "--budget", "19", "--steps", "100"])
     data = json.loads(capsys.readouterr().out)
     assert code == 1 and data["findings"][0]["code"] == "optim.lr_too_high"
     assert {"verdict", "findings", "ruled_out", "plots", "metadata"} <= set(data)
@@ -210,6 +217,8 @@ def test_bad_arguments_raise_input_error(digits):
     with pytest.raises(InputError, match="X has 1200 rows but y has 10"):
         checkup(model, (train[0], train[1][:10]), nn.CrossEntropyLoss(),
                 torch.optim.SGD(model.parameters(), lr=0.1), budget_s=1, progress=False)
+    with pytest.raises(InputError, match="steps: expected a whole number"):
+        checkup(model, train, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1), steps=5)
     with pytest.raises(InputError, match="budget_s"):
         checkup(model, train, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1), budget_s=0)
     wrong = nn.Linear(3, 10)

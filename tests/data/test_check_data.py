@@ -92,8 +92,10 @@ def test_nan_constant_column_and_conflicting_duplicates_are_reported(cancer):
     report = check_data(X2, y2, baseline=False)
     nf = next(f for f in report.findings if f.code == "data.non_finite" and f.severity == "error")
     assert nf.evidence["columns"] == {"mean radius": 2, "mean perimeter": 1} and nf.evidence["example_rows"][:3] == [3, 5, 10]
-    const = next(f for f in report.findings if f.code == "data.non_finite" and f.where == "constant columns")
-    assert const.evidence["columns"] == ["site"]
+    const = next(f for f in report.findings if f.code == "data.constant_feature")
+    assert const.evidence["columns"] == ["site"] and const.where == "site" and const.severity == "info"
+    assert not [f for f in report.findings if f.code == "data.non_finite" and f.severity != "error"]
+    assert not check_data(X2.drop(columns="site"), y2, baseline=False).has("data.constant_feature")
     conflict = next(f for f in report.findings if f.code == "data.label_noise" and f.where == "duplicated rows")
     assert conflict.evidence["conflicting_sets"] == 20 
     assert all(sorted(pair) == [pair[0] % 569, pair[0] % 569 + 549] for pair in conflict.evidence["examples"])

@@ -1,4 +1,5 @@
 """LossDoctorCallback in real Lightning runs on scikit-learn's diabetes and digits data (CPU)."""
+import math
 import os
 import subprocess
 import sys
@@ -90,6 +91,11 @@ def test_far_too_high_learning_rate_is_reported_as_nan_with_its_module_and_the_l
     nan = [f for f in report.findings if f.code == "grad.non_finite"]
     assert nan and nan[0].severity == "error"
     assert nan[0].where in ("net.0", "net.2")  # a layer of the user's model, named as in the model
+    # the watch's step is the step of the logged loss curve's first NaN/Inf (Lightning steps through
+    # optimizer.step(closure): the check must see that step's gradients, not the previous step's)
+    curve = report.plots["curves"]["train_loss"]
+    first_bad = next(s for s, v in zip(curve["steps"], curve["values"]) if not math.isfinite(v))
+    assert nan[0].evidence["step"] == first_bad
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -73,16 +73,30 @@ def non_finite_values(facts: DataFacts, **_) -> list[Finding]:
                    + ("; " if worst and y_bad else "") + (f"drop the {y_bad} rows without a finite target" if y_bad else "")
                    + ". One NaN input makes every loss after it NaN.",
         ))
-    if facts.constant_columns:
-        cols = facts.constant_columns
-        findings.append(Finding(
-            "data.non_finite", "info", 0.6,
-            title=f"{len(cols)} constant column(s)",
-            evidence={"columns": cols[:MAX_LISTED], "count": len(cols)}, where="constant columns", source="check_data:non_finite_values",
-            remedy=f"Drop {_names(cols)}: they carry no information, and a hand-written (x - mean) / std turns "
-                   "them into NaN (std 0).",
-        ))
     return findings
+
+
+# -- data.constant_feature ---------------------------------------------------------------------
+# Confidence that constant columns explain a loss that will not converge: low, since a network
+# just learns nothing from them; they hurt only through a hand-written (x - mean) / std (NaN).
+# Ranked below the experiments' advisories (optim.optimizer_choice, 0.5 and up).
+CONSTANT_FEATURE_CONFIDENCE = 0.3
+
+
+@check("data")
+def constant_columns(facts: DataFacts, **_) -> list[Finding]:
+    """Columns with one value on every row: no information, and NaN under a hand-written standardization."""
+    if not facts.constant_columns:
+        return []
+    cols = facts.constant_columns
+    return [Finding(
+        "data.constant_feature", "info", CONSTANT_FEATURE_CONFIDENCE,
+        title=f"{len(cols)} constant column(s)",
+        evidence={"columns": cols[:MAX_LISTED], "count": len(cols), "threshold": "max == min on every row"},
+        where=_names(cols), source="check_data:constant_columns",
+        remedy=f"Drop {_names(cols)}: they carry no information, and a hand-written (x - mean) / std turns "
+               "them into NaN (std 0).",
+    )]
 
 
 @check("data")

@@ -122,12 +122,12 @@ class LossDoctorCallback(pl.Callback):
         self._max_norm = float(clip) if clip and "norm" in algorithm else None
         if self.watch_model:
             optimizer = trainer.optimizers[0] if len(trainer.optimizers) == 1 else None
-            # Lightning clips with torch.nn.utils.clip_grad_norm_, which the watch observes itself.
-            # NaN checks at read-out: the watch's immediate check replays the step's forward on a
-            # copy of the root module, and a LightningModule's forward is not its training_step.
-            kwargs = {"nan_check": "readout", **self.watch_kwargs}
+            # Lightning clips with torch.nn.utils.clip_grad_norm_, which the watch observes itself, and
+            # steps through optimizer.step(closure), whose closure the watch wraps: its NaN check runs
+            # after that step's backward. Its NaN replay never raises (a LightningModule's forward may
+            # not be its training_step) and enters no collective, so every rank goes on together.
             self._watch = start_watch(pl_module, optimizer, every=self.every, tensorboard=self.tensorboard,
-                                      **kwargs)
+                                      **self.watch_kwargs)
 
     # -- every step ------------------------------------------------------------------------
     @guarded("lightning")

@@ -34,6 +34,7 @@ class SampleRecord:
     logit_absmax: float | None = None
     logit_dtype: str | None = None
     ranks: int = 1
+    logit_layer: str | None = None  # the output layer that produced the logits
 
 
 @dataclass
@@ -96,6 +97,7 @@ def _merge_samples(group: list[SampleRecord]) -> SampleRecord:
         total_grad_norm=float(np.mean([g.total_grad_norm for g in group])),
         update_ratios=np.mean(np.stack(ratios), axis=0) if ratios else None,
         units=units, finite=finite, logit_absmax=logit[0], logit_dtype=logit[1], ranks=len(group),
+        logit_layer=base.logit_layer,
     )
 
 
@@ -124,6 +126,7 @@ class WatchStats:
     histograms: bool
     world_size: int = 1
     meta: dict[str, Any] = field(default_factory=dict)
+    logit_layer: str | None = None  # the output layer whose logits ``logits`` measures
 
     def layer_grad_norm_medians(self) -> np.ndarray:
         if self.grad_norms.size == 0:
@@ -178,6 +181,7 @@ def build_stats(history: list[Record], *, steps: int, every: int, layers: list[s
         non_finite_weights=non_finite_weights, units=units, logits=logits, clip=clip,
         declared_max_norm=declared_max_norm, has_batchnorm=has_batchnorm, histograms=histograms,
         world_size=world_size, meta=meta,
+        logit_layer=next((s.logit_layer for s in reversed(samples) if s.logit_layer), None),
     )
 
 

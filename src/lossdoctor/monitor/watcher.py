@@ -89,6 +89,9 @@ class _Sample:
     finite: list[tuple[str, Any, Any]] = field(default_factory=list)
     logit: Any = None
     logit_dtype: str | None = None
+    logit_out: Any = None  # the latest logits tensor seen (reduced once, at the end of the step)
+    logit_layer: str | None = None
+    logit_from_root: bool = False
     last_conv: bool = False
     grad_index: list[int] | None = None
     grad_norms: Any = None
@@ -151,6 +154,9 @@ class Watch:
         self._origin_recorded = False
         self._last_input: tuple | None = None
         self._recording = False
+        self._root_called = False
+        self._closure_loss = None
+        self._window_start = 0
         self._last_loss_step = -1
         self._dense_until = 0
         self._first_total_norm: float | None = None
@@ -348,6 +354,7 @@ class Watch:
         if module is not self._root:
             return None
         self._recording = torch.is_grad_enabled()
+        self._root_called = True
         if self._recording and self._immediate:
             self._last_input = (args, kwargs, self._autocast_state())
         return None
@@ -360,6 +367,10 @@ class Watch:
             # so the checks run right after it, still before the update.
             def watched_closure():
                 result = closure()
+                # the closure's loss joins the NaN check: an Inf loss (an overflowing square) can still
+                # give finite gradients, and only the next step's would show it
+                if isinstance(result, torch.Tensor) and result.is_floating_point():
+                    self._closure_loss = result.detach()
                 if self._before_done != self.step_count:
                     self._safely("before the optimizer step", self._before_update)
                 return result
@@ -375,7 +386,9 @@ class Watch:
         return None
 
     def _hook_forward(self, module, args, output):
-        if self._recording and self._sample is not None:
+        # training forwards only (a validation pass under no_grad is not the step being measured); not
+        # tied to the root's pre-hook, which a LightningModule's training_step never calls
+        if self._sample is not None and torch.is_grad_enabled():
             self._safely("forward hook", self._on_forward, module, args, output)
         return None
 
@@ -412,14 +425,20 @@ class Watch:
     def _before_update(self) -> None:
         step = self._before_done = self.step_count
         grad = self._first_present_grad()
-        if grad is not None and self._origin is None:
+        loss, self._closure_loss = self._closure_loss, None
+        if (grad is not None or loss is not None) and self._origin is None:
             if self._immediate:
                 # one reduction: a NaN/Inf makes the sum non-finite; a finite sum that overflowed is
                 # told apart by the exact check, which runs only then
-                if not math.isfinite(float(grad.sum())) and not bool(torch.isfinite(grad).all()):
+                bad = grad is not None and not math.isfinite(float(grad.sum())) and not bool(torch.isfinite(grad).all())
+                bad = bad or (loss is not None and not bool(torch.isfinite(loss).all()))
+                if bad:
                     self._on_first_non_finite(step, weights_updated=False)
             else:
-                self._flags.append((step, torch.isfinite(grad).all()))
+                if grad is not None:
+                    self._flags.append((step, torch.isfinite(grad).all()))
+                if loss is not None:
+                    self._flags.append((step, torch.isfinite(loss).all()))
         sample = self._sample
         if sample is not None:
             self._sample_gradients(sample)
@@ -438,21 +457,37 @@ class Watch:
         self._end_of_step()
 
     def _step_without_optimizer(self) -> None:
+        # No optimizer hook: the NaN check reads the loss handed to step() and, when gradients are
+        # still present (Keras with the torch backend clears them only at the next batch), the
+        # smallest one; the parameters themselves are checked at every read-out (_check_weights).
         step = self.step_count
-        if self._origin is None and self._losses and self._losses[-1][0] == step:
-            value = self._losses[-1][1]
-            if self._immediate:
-                finite = math.isfinite(float(value)) if not isinstance(value, torch.Tensor) else bool(
-                    torch.isfinite(value).all())
-                if not finite:
-                    self._on_first_non_finite(step, weights_updated=True)
+        if self._origin is None:
+            checks = []
+            if self._losses and self._losses[-1][0] == step:
+                checks.append(self._losses[-1][1])
+            grad = self._first_present_grad()
+            if grad is not None:
+                checks.append(grad.detach().sum())
+            for value in checks:
+                if not isinstance(value, torch.Tensor):
+                    value = torch.tensor(float(value))
+                if self._immediate:
+                    if not bool(torch.isfinite(value).all()):
+                        self._on_first_non_finite(step, weights_updated=True)
+                        break
+                else:
+                    self._flags.append((step, torch.isfinite(value).all()))
         if self._sample is not None:
             self._sample_gradients(self._sample)
         self._end_of_step()
 
     def _end_of_step(self) -> None:
         if self._sample is not None:
-            self._pending_samples.append(self._sample)
+            s = self._sample
+            if s.logit_out is not None:
+                s.logit, s.logit_dtype = s.logit_out.detach().abs().amax(), str(s.logit_out.dtype)
+                s.logit_out = None
+            self._pending_samples.append(s)
             self._disarm()
         self.step_count += 1
         if self.step_count % self.every == 0:
@@ -488,11 +523,15 @@ class Watch:
             if layer not in s.order:
                 s.order.append(layer)
             s.last_conv = is_conv
-        if module is self._root:
+        # The logits: the root's output, or, when the root is never called (a LightningModule's
+        # training_step calls its submodules), the last classifier-shaped output of the step. Only a
+        # reference is kept here; it is reduced once at the end of the step.
+        is_root = module is self._root
+        if is_root or not s.logit_from_root:
             logits = _logits(output)
             if logits is not None:
-                s.logit = logits.detach().abs().amax()
-                s.logit_dtype = str(logits.dtype)
+                s.logit_out, s.logit_from_root = logits, is_root
+                s.logit_layer = self._layer_names[s.order[-1]] if s.order else name
         # Output finiteness locates a NaN only when no replay will (NaN check at read-out). One sum per
         # leaf output: a NaN/Inf makes it non-finite (a finite overflow of the sum is read as one too,
         # which matters only once the run already has a NaN step to explain).
@@ -537,7 +576,7 @@ class Watch:
     # The first NaN/Inf
 
     def _on_first_non_finite(self, step: int, weights_updated: bool) -> None:
-        origin = None
+        origin, replay_note = None, None
         if self._last_input is not None:
             args, kwargs, autocast = self._last_input
             try:
@@ -547,17 +586,25 @@ class Watch:
                     origin["located_by"] = ("replay of the step's batch on a copy of the model "
                                             + ("(weights already updated)" if weights_updated else
                                                "with the weights before the update"))
-            except Exception as exc:  # noqa: BLE001 - e.g. a model that cannot be deep-copied
-                if _strict():
-                    raise
-                report_internal_error("lossdoctor.watch (replaying the NaN batch)", exc)
+            except Exception as exc:  # noqa: BLE001 - the user's model, not lossdoctor: never raised, not even
+                # in strict mode (a LightningModule's forward may raise NotImplementedError; a model may
+                # refuse a deep copy); the origin falls back to the gradients, and the evidence says why
+                replay_note = f"replay of the root module's forward failed ({type(exc).__name__}: {exc})"[:300]
+        elif not self._root_called:
+            replay_note = ("no replay: the root module's forward was not called in training (e.g. a "
+                           "LightningModule's training_step calls its submodules)")
         if origin is None:
             names = [self._layer_names[i] for i in self._layer_order()]
             origin = origin_from_gradients(self._root, names)
             if origin is not None:
                 origin["located_by"] = "gradients of the step"
         if origin is None:
-            origin = {"module": None, "produced_by": "unknown", "located_by": "not located"}
+            bad = modules_with_non_finite_weights(self._root)
+            origin = ({"module": bad[0], "produced_by": "weights", "located_by": "weights inspected",
+                       "detail": "the first module whose weights are NaN/Inf"} if bad else
+                      {"module": None, "produced_by": "unknown", "located_by": "not located"})
+        if replay_note:
+            origin["replay"] = replay_note
         origin["step"] = step
         origin["rank"] = getattr(self, "_rank", 0)
         previous = [s for s in self._pending_samples if s.logit is not None]
@@ -646,9 +693,32 @@ class Watch:
         return SampleRecord(
             step=s.step, grad_norms=grad_layers, total_grad_norm=total, update_ratios=ratios, units=units,
             finite=finite, logit_absmax=float(s.logit) if s.logit is not None else None, logit_dtype=s.logit_dtype,
+            logit_layer=s.logit_layer,
         )
 
+    def _check_weights(self) -> None:
+        """Without an optimizer, at read-out: are the weights still finite? One norm per parameter and
+        one flag read per read-out; catches a NaN that neither a loss nor a gradient showed."""
+        if self.optimizer is not None or self._origin is not None or not self._params:
+            return
+        if any(not bool(f) for _, f in self._flags):
+            return
+        norms = torch.stack([n.float().to(self._device) for n in torch._foreach_norm([p.detach() for p in self._params])])
+        if bool(torch.isfinite(norms).all()):
+            return
+        bad = modules_with_non_finite_weights(self._root)
+        self._origin = {
+            "module": bad[0] if bad else None, "produced_by": "weights", "located_by": "weights inspected at read-out",
+            "step": self._window_start, "step_range": [self._window_start, max(self.step_count - 1, self._window_start)],
+            "step_exact": False, "rank": getattr(self, "_rank", 0),
+            "detail": ("the weights turned NaN/Inf between two read-outs and no loss or gradient showed it: the "
+                       "step given is the first of that window. Pass the loss to doctor.step(loss) for the exact "
+                       "step"),
+        }
+
     def _read_out(self, collective: bool) -> None:
+        self._safely("checking the weights", self._check_weights)
+        self._window_start = self.step_count
         record = self._make_record(clear=True)
         if collective and getattr(self, "_world", 1) > 1:
             gathered: list[Any] = [None] * self._world

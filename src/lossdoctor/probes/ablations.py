@@ -55,27 +55,34 @@ VARIANTS = ("lr_suggested", "no_regularization", "no_clipping", "reinit", "other
 
 
 def run_ablation(recipe: Recipe, variant: str, steps: int, *, suggested_lr: float | None = None,
-                 deadline: float | None = None, seed: int = 0) -> ProbeResult:
-    """Run one variant; ``suggested_lr`` (from the range test) is needed by lr_suggested."""
+                 deadline: float | None = None, seed: int = 0, at_lr: float | None = None) -> ProbeResult:
+    """Run one variant; ``suggested_lr`` (from the range test) is needed by lr_suggested.
+
+    ``at_lr`` runs the variant at that learning rate instead of the user's (the re-run of an
+    ablation whose runs at the user's rate both failed); the result is named ``ablation:VARIANT@suggested_lr``.
+    """
+    if at_lr is not None and variant not in ("no_regularization", "no_clipping", "reinit"):
+        raise ValueError(f"at_lr applies to no_regularization, no_clipping and reinit, not {variant!r}")
     t0 = time.monotonic()
     model = recipe.fresh_model()
     data: dict = {"variant": variant}
     clip = "recipe"
+    lr_kw = {} if at_lr is None else {"lr": at_lr}
     if variant == "lr_suggested":
         optimizer = recipe.make_optimizer(model, lr=suggested_lr)
         label = f"lr {suggested_lr:.2g} (suggested)"
         data["lr"] = suggested_lr
     elif variant == "no_regularization":
         without_dropout(model)
-        optimizer = recipe.make_optimizer(model, weight_decay=0.0)
+        optimizer = recipe.make_optimizer(model, weight_decay=0.0, **lr_kw)
         label = "dropout 0, weight decay 0"
     elif variant == "no_clipping":
-        optimizer = recipe.make_optimizer(model)
+        optimizer = recipe.make_optimizer(model, **lr_kw)
         clip = None
         label = "clipping off"
     elif variant == "reinit":
         model, how = _reinit(model)
-        optimizer = recipe.make_optimizer(model)
+        optimizer = recipe.make_optimizer(model, **lr_kw)
         label = "re-initialized (he/lecun normal)"
         data["how"] = how
     elif variant == "other_optimizer":
@@ -90,9 +97,13 @@ def run_ablation(recipe: Recipe, variant: str, steps: int, *, suggested_lr: floa
         data["optimizer"] = type(optimizer).__name__
     else:
         raise ValueError(f"unknown ablation {variant!r}; one of {VARIANTS}")
+    name = f"ablation:{variant}"
+    if at_lr is not None:
+        label, name = f"{label}, lr {at_lr:.2g}", f"{name}@suggested_lr"
+        data["lr"] = at_lr
     run: RunResult = train_run(recipe, label=label, steps=steps, model=model, optimizer=optimizer,
                                grad_clip=clip, seed=seed, deadline=deadline)
     data["run"] = run.summary()
     data["losses"] = run.losses
     data["label"] = label
-    return ProbeResult(f"ablation:{variant}", data=data, seconds=time.monotonic() - t0)
+    return ProbeResult(name, data=data, seconds=time.monotonic() - t0)

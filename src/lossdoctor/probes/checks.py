@@ -79,6 +79,13 @@ class ProbeEvidence:
         return r.data.get("run") if r else None
 
     @property
+    def chance_loss(self) -> float | None:
+        """The loss of the best constant prediction (None when the loss has no standard reference)."""
+        init = self.get("initial_loss")
+        v = init.data.get("chance_loss") if init else None
+        return float(v) if v and math.isfinite(v) else None
+
+    @property
     def reference_loss(self) -> float | None:
         init = self.get("initial_loss")
         if init and init.data.get("expected_loss"):
@@ -96,18 +103,64 @@ def _final(run: dict | None) -> float:
     return math.inf if v in ("inf", None) or (isinstance(v, float) and not math.isfinite(v)) else float(v)
 
 
+def failed(ev: ProbeEvidence, run: dict | None) -> bool:
+    """A run that learned nothing: its fit loss ended non-finite or at NO_LEARNING of chance level or above."""
+    if not run:
+        return False
+    v, chance = _final(run), ev.chance_loss
+    return not math.isfinite(v) or (chance is not None and v >= NO_LEARNING * chance)
+
+
+# Ablations that are re-run at the range test's suggested rate when both runs at the user's rate
+# failed, and the probe result name of that re-run.
+SAFE_LR_VARIANTS = ("no_regularization", "no_clipping", "reinit")
+
+
+def safe_lr_name(variant: str) -> str:
+    return f"ablation:{variant}@suggested_lr"
+
+
+def confounded(ev: ProbeEvidence, variant: str) -> bool:
+    """Both the user's setting and the change failed: the comparison at the user's rate proves nothing."""
+    return failed(ev, ev.run("baseline")) and failed(ev, ev.run(f"ablation:{variant}"))
+
+
 def compare(ev: ProbeEvidence, variant: str) -> dict[str, Any] | None:
-    """Baseline vs one ablation: the numbers, and whether the change helps."""
-    base, alt = ev.run("baseline"), ev.run(f"ablation:{variant}")
+    """Baseline vs one ablation: the numbers, whether the change helps, and whether the test was conclusive.
+
+    When both runs failed (non-finite, or at chance level) the change is judged instead at the range
+    test's suggested rate (its re-run against the ``lr_suggested`` run) when that was run; when that
+    pair failed as well, or there is none, the comparison is ``inconclusive`` and helps nothing.
+    """
+    base_name, alt_name = "baseline", f"ablation:{variant}"
+    at_lr = None
+    if variant != "lr_suggested" and confounded(ev, variant):
+        if ev.get(safe_lr_name(variant)) and ev.get("ablation:lr_suggested"):
+            base_name, alt_name = "ablation:lr_suggested", safe_lr_name(variant)
+            at_lr = ev.get("ablation:lr_suggested").data.get("lr")
+    base, alt = ev.run(base_name), ev.run(alt_name)
     ref = ev.reference_loss
     if not base or not alt or not ref:
         return None
     b, a = _final(base), _final(alt)
-    helps = math.isfinite(a) and (not math.isfinite(b) or (a <= (1 - HELPS_RELATIVE) * b and (b - a) >= HELPS_ABSOLUTE * ref))
+    inconclusive = failed(ev, base) and failed(ev, alt)
+    helps = not inconclusive and math.isfinite(a) and \
+        (not math.isfinite(b) or (a <= (1 - HELPS_RELATIVE) * b and (b - a) >= HELPS_ABSOLUTE * ref))
     gain = 1.0 if not math.isfinite(b) and math.isfinite(a) else (max(0.0, (b - a) / ref) if math.isfinite(a) else 0.0)
-    return {"baseline_loss": b, "changed_loss": a, "reference_loss": ref, "gain": min(gain, 1.0),
-            "helps": helps, "label": ev.get(f"ablation:{variant}").data.get("label"),
-            "thresholds": {"relative_cut": HELPS_RELATIVE, "absolute_cut": HELPS_ABSOLUTE * ref}}
+    out = {"baseline_loss": b, "changed_loss": a, "reference_loss": ref, "gain": min(gain, 1.0),
+           "helps": helps, "label": ev.get(alt_name).data.get("label"),
+           "thresholds": {"relative_cut": HELPS_RELATIVE, "absolute_cut": HELPS_ABSOLUTE * ref}}
+    if ev.chance_loss is not None:
+        out["chance_loss"] = ev.chance_loss
+        out["thresholds"]["failed_at"] = NO_LEARNING * ev.chance_loss
+    if at_lr is not None:
+        out["compared_at_lr"] = at_lr
+        out["why_at_that_lr"] = "at your learning rate both runs failed (non-finite or at chance level)"
+    if inconclusive:
+        out["inconclusive"] = True
+        out["why_inconclusive"] = ("both runs failed (non-finite or at chance level)"
+                                   + (f", also at the suggested rate {at_lr:.2g}" if at_lr is not None else ""))
+    return out
 
 
 def _confidence(gain: float, floor: float = 0.55) -> float:
@@ -155,11 +208,12 @@ def regularization_too_strong(ev: ProbeEvidence, **_) -> list[Finding]:
         return []
     f = ev.facts
     evidence = {**cmp, "dropout": f.get("dropout"), "weight_decay": f.get("weight_decay")}
+    at = f" at learning rate {cmp['compared_at_lr']:.2g}" if cmp.get("compared_at_lr") else ""
     return [Finding("model.regularization_too_strong", "warning", _confidence(cmp["gain"]), evidence=evidence,
                     source="probe:ablation",
                     remedy=f"Turn dropout (now {_fmt_dropout(f.get('dropout'))}) and weight decay (now "
                            f"{f.get('weight_decay', 0):g}) off until the training loss falls "
-                           f"({_fmt(cmp['baseline_loss'])} -> {_fmt(cmp['changed_loss'])} with both off), then add "
+                           f"({_fmt(cmp['baseline_loss'])} -> {_fmt(cmp['changed_loss'])} with both off{at}), then add "
                            "them back gradually (dropout 0.1, then 0.2) while watching validation.")]
 
 
@@ -331,10 +385,11 @@ def rule_out(ev: ProbeEvidence) -> list[RuledOut]:
     for variant, code in (("no_regularization", "model.regularization_too_strong"),
                           ("no_clipping", "optim.clipping_masks_lr"), ("reinit", "model.bad_init")):
         cmp = compare(ev, variant)
-        if cmp and not cmp["helps"]:
-            add(code, f"probe:ablation:{variant}", {k: cmp[k] for k in ("baseline_loss", "changed_loss")})
+        if cmp and not cmp["helps"] and not cmp.get("inconclusive"):
+            by = f"probe:ablation:{variant}" + (f" at lr {cmp['compared_at_lr']:.2g}" if cmp.get("compared_at_lr") else "")
+            add(code, by, {k: cmp[k] for k in ("baseline_loss", "changed_loss", "compared_at_lr") if k in cmp})
     cmp = compare(ev, "lr_suggested")
-    if cmp and not cmp["helps"]:
+    if cmp and not cmp["helps"] and not cmp.get("inconclusive"):
         ev_lr = {"baseline_loss": cmp["baseline_loss"], "changed_loss": cmp["changed_loss"],
                  "suggested_lr": _suggested(ev), "user_lr": ev.facts.get("lr")}
         add("optim.lr_too_high", "probe:lr_range", ev_lr)
@@ -360,6 +415,23 @@ def rule_out(ev: ProbeEvidence) -> list[RuledOut]:
     if sub and base and ref and not too_much_data_for_the_model(ev) and \
             not any(r.code == "data.too_large" for r in out):
         add("data.too_large", "probe:subset", {"subset_loss": _final(sub), "full_loss": _final(base)})
+    return out
+
+
+INCONCLUSIVE_CODES = (("lr_suggested", ("optim.lr_too_high", "optim.lr_too_low")),
+                      ("no_regularization", ("model.regularization_too_strong",)),
+                      ("no_clipping", ("optim.clipping_masks_lr",)), ("reinit", ("model.bad_init",)))
+
+
+def inconclusive(ev: ProbeEvidence) -> list[dict[str, Any]]:
+    """The experiments that could neither confirm nor rule out their cause: both runs failed."""
+    out = []
+    for variant, codes in INCONCLUSIVE_CODES:
+        cmp = compare(ev, variant)
+        if cmp and cmp.get("inconclusive"):
+            out.append({"codes": list(codes), "by": f"probe:ablation:{variant}", "why": cmp["why_inconclusive"],
+                        **{k: cmp[k] for k in ("baseline_loss", "changed_loss", "chance_loss", "compared_at_lr")
+                           if k in cmp}})
     return out
 
 

@@ -32,6 +32,25 @@ def expected_initial_loss(recipe: Recipe) -> float | None:
     return None
 
 
+def chance_loss(recipe: Recipe) -> float | None:
+    """The loss of the best constant prediction ("chance level"): the entropy of the class shares for
+    cross-entropy (ln C when the classes are balanced), the target variance for MSE; a run that ends
+    here has learned nothing from the inputs. Falls back to the expected initial loss."""
+    loss = recipe.loss_fn
+    y = recipe.y
+    if isinstance(loss, (nn.CrossEntropyLoss, nn.NLLLoss)) and recipe.n_classes and not y.dtype.is_floating_point \
+            and y.dim() == 1 and y.numel():
+        share = torch.bincount(y[y >= 0].long()).double()
+        share = share[share > 0] / share.sum()
+        return float(-(share * share.log()).sum())
+    if isinstance(loss, (nn.BCEWithLogitsLoss, nn.BCELoss)) and y.numel():
+        p = y.double().reshape(y.shape[0], -1).mean(0).clamp(1e-12, 1 - 1e-12)
+        return float(-(p * p.log() + (1 - p) * (1 - p).log()).mean())
+    if isinstance(loss, nn.MSELoss) and y.numel() > 1:
+        return float(y.double().reshape(y.shape[0], -1).var(0, unbiased=False).mean())
+    return expected_initial_loss(recipe)
+
+
 def run_initial_loss(recipe: Recipe) -> ProbeResult:
     t0 = time.monotonic()
     model = recipe.fresh_model()
@@ -46,6 +65,7 @@ def run_initial_loss(recipe: Recipe) -> ProbeResult:
     data = {
         "initial_loss": initial,
         "expected_loss": expected,
+        "chance_loss": chance_loss(recipe),
         "ratio": (initial / expected) if expected and math.isfinite(initial) else None,
         "output_abs_max": out_abs_max,
         "non_finite_inputs": int((~torch.isfinite(recipe.X)).sum()),
