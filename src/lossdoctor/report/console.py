@@ -17,18 +17,35 @@ SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 VERDICT_STYLE = {"converging": "bold green", "insufficient_data": "bold yellow"}
 
 
+# Evidence is shown to 4 significant digits: enough to compare with a threshold, short enough to read.
+EVIDENCE_DIGITS = 4
+# Longer nested evidence (lists of steps, per-layer dicts) is cut here; JSON/HTML carry it whole.
+EVIDENCE_MAX_CHARS = 120
+
+
+def _short(value):
+    if isinstance(value, float):
+        return float(f"{value:.{EVIDENCE_DIGITS}g}")
+    if isinstance(value, dict):
+        return {k: _short(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_short(v) for v in value]
+    return value
+
+
 def _evidence_text(evidence: dict) -> str:
     parts = []
     for key, value in evidence.items():
         if key == "also_seen_by":
             parts.append("also seen by " + ", ".join(value))
             continue
+        value = _short(value)
         if isinstance(value, float):
-            value = f"{value:.4g}"
+            value = f"{value:g}"
         elif isinstance(value, (list, dict)):
             value = json.dumps(value)
-            if len(value) > 80:
-                value = value[:77] + "..."
+            if len(value) > EVIDENCE_MAX_CHARS:
+                value = value[: EVIDENCE_MAX_CHARS - 3] + "..."
         parts.append(f"{key}={value}")
     return "; ".join(parts)
 
