@@ -342,8 +342,8 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, pinned_
 MECHANISM_CODES = ("grad.dead_relu", "grad.vanishing", "grad.exploding")
 # Data findings that explain "fits a subset, not the full data" better than a lack of capacity.
 DATA_EXPLANATIONS = ("data.label_noise", "data.no_signal", "data.non_finite")
-# Symptoms a too-high learning rate produces; when the rate ablation confirms the rate and the
-# baseline diverged, the rate is ranked above them.
+# Symptoms a too-high learning rate produces; when the range test convicts the rate and the
+# baseline diverged or failed, the rate is ranked above them (they are what such a rate does).
 LR_SYMPTOM_CODES = ("grad.dead_relu", "grad.exploding", "grad.non_finite", "model.logit_overflow")
 # Symptoms of inputs on the wrong scale, and the data findings that name that scale as the cause.
 SCALE_SYMPTOM_CODES = ("model.logit_overflow", "grad.exploding")
@@ -371,10 +371,11 @@ def _differential(findings: list[Finding]) -> list[Finding]:
                 f.severity = "warning" if f.severity == "error" else f.severity
                 f.confidence = min(f.confidence, YIELD_CONFIDENCE)
                 f.evidence["likely_caused_by"] = scale
-        if f.source == "probe:lr_range" and f.code == "optim.lr_too_high" and f.evidence.get("baseline_diverged"):
+        if f.source == "probe:lr_range" and f.code == "optim.lr_too_high" and (
+                f.evidence.get("baseline_diverged") or f.evidence.get("baseline_failed")):
             symptoms = [g for g in findings if g.code in LR_SYMPTOM_CODES and not g.source.startswith("probe:")
                         and g.severity != "info"]
-            if symptoms:  # a lower rate removed them: the rate is the cause to fix first
+            if symptoms:  # the rate that produces them is the cause to fix first
                 f.severity = "error"
                 f.confidence = max(f.confidence, min(0.99, max(g.confidence for g in symptoms) + 0.01))
                 f.evidence["explains"] = sorted({g.code for g in symptoms})

@@ -56,6 +56,13 @@ def test_a_baseline_that_blows_up_and_settles_at_chance_is_not_converging_and_pr
     # the re-run at the range test's suggested rate happened, and its curves are in the report
     assert report.metadata["probes"]["ablation:no_regularization@suggested_lr"]["ran"]
     assert not ({"optim.lr_too_high", "optim.lr_too_low"} & set(ruled))
+    # ... and the range test alone still names the rate: lr 1.0 is a decade past its loss minimum
+    high = [f for f in report.findings if f.code == "optim.lr_too_high" and f.source == "probe:lr_range"]
+    assert high and high[0].severity == "error", report.codes  # ranked above the symptoms it produces
+    assert report.top.code == "optim.lr_too_high"
+    past = high[0].evidence["user_lr"] / high[0].evidence["min_loss_lr"]
+    assert past == pytest.approx(high[0].evidence["past_min_factor"], rel=1e-6) or past > high[0].evidence["past_min_factor"]
+    assert high[0].evidence["confirmed"] is False
 
 
 def test_a_healthy_recipe_with_light_dropout_still_rules_regularization_out_by_experiment(digits):

@@ -167,13 +167,46 @@ def _confidence(gain: float, floor: float = 0.55) -> float:
     return min(0.95, floor + 0.4 * gain)
 
 
+# When the confirmation run at the suggested rate failed too (another cause also holds the loss up),
+# the range test alone still convicts a rate at or past the one where its loss blew up, or a decade
+# or more past its loss minimum (beyond the minimum the loss rises with the rate; a decade past it
+# is well into that rise, not a near-tie). Reported as a warning with this confidence, below a
+# confirmed one.
+LR_UNCONFIRMED_PAST_MIN = 10.0
+LR_UNCONFIRMED_CONFIDENCE = 0.6
+
+
+def _rate_past_range_test(d: dict[str, Any], cmp: dict[str, Any]) -> list[Finding]:
+    user, blowup, at_min, suggested = d.get("current_lr"), d.get("blowup_lr"), d.get("min_loss_lr"), d.get("suggested_lr")
+    if not cmp.get("inconclusive") or not user:
+        return []
+    past_blowup = bool(blowup) and user >= blowup
+    # the range test's rates are a float geometric grid (0.1 comes out as 0.10000000000000052):
+    # compare with a relative tolerance so that a rate exactly a decade past the minimum counts
+    past_min = bool(at_min) and user >= LR_UNCONFIRMED_PAST_MIN * at_min * (1 - 1e-6)
+    if not (past_blowup or past_min):
+        return []
+    evidence = {**cmp, "user_lr": user, "blowup_lr": blowup, "min_loss_lr": at_min, "suggested_lr": suggested,
+                "past_min_factor": LR_UNCONFIRMED_PAST_MIN, "confirmed": False,
+                "baseline_failed": True,  # "inconclusive" means both runs failed, the baseline included
+                "why_unconfirmed": "the run at the suggested rate failed as well: another cause holds the loss up too"}
+    where_bad = f"its loss blew up at {blowup:.2g}" if past_blowup else f"its loss minimum is at {at_min:.2g}"
+    return [Finding("optim.lr_too_high", "warning", LR_UNCONFIRMED_CONFIDENCE, evidence=evidence,
+                    source="probe:lr_range",
+                    remedy=f"Lower the learning rate from {user:.3g} (the range test, clipping off: {where_bad}"
+                           f"{f'; start near {suggested:.2g}' if suggested else ''}). Fix the other findings too: "
+                           "at the lower rate alone the loss still did not fall.")]
+
+
 @check("probes")
 def learning_rate_off(ev: ProbeEvidence, **_) -> list[Finding]:
     rng = ev.get("lr_range")
     cmp = compare(ev, "lr_suggested")
-    if not rng or not cmp or not cmp["helps"]:
+    if not rng or not cmp:
         return []
     d = rng.data
+    if not cmp["helps"]:
+        return _rate_past_range_test(d, cmp)
     user, suggested, at_min = d["current_lr"], d.get("suggested_lr"), d.get("min_loss_lr")
     if not suggested or not at_min:
         return []
