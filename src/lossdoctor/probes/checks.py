@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..findings import Finding, RuledOut
 from ..registry import check
 from .result import ProbeResult
@@ -168,17 +170,31 @@ def _confidence(gain: float, floor: float = 0.55) -> float:
 
 
 # When the confirmation run at the suggested rate failed too (another cause also holds the loss up),
-# the range test alone still convicts a rate at or past the one where its loss blew up, or a decade
-# or more past its loss minimum (beyond the minimum the loss rises with the rate; a decade past it
-# is well into that rise, not a near-tie). Reported as a warning with this confidence, below a
-# confirmed one.
+# the range test alone still convicts the user's rate if the baseline itself blew up (went
+# non-finite, or its loss rose 10x above its start: an order of magnitude is no minibatch noise)
+# and the rate sits at or past where the range test's loss blew up, or a decade or more past its
+# loss minimum (beyond the minimum the loss rises with the rate; a decade past it is well into that
+# rise, not a near-tie). A baseline that merely sits at chance (dead units, no signal) convicts
+# nothing: its range test is flat. Reported with this confidence, below a confirmed one.
 LR_UNCONFIRMED_PAST_MIN = 10.0
+LR_UNCONFIRMED_BLEW_UP = 10.0
 LR_UNCONFIRMED_CONFIDENCE = 0.6
 
 
-def _rate_past_range_test(d: dict[str, Any], cmp: dict[str, Any]) -> list[Finding]:
+def _baseline_blew_up(ev: ProbeEvidence) -> bool:
+    base = ev.get("baseline")
+    if not base:
+        return False
+    run, losses = base.data.get("run") or {}, np.asarray(base.data.get("losses") or [], dtype=float)
+    if run.get("first_non_finite_step") is not None or (losses.size and not np.isfinite(losses).all()):
+        return True
+    start = run.get("start_loss")
+    return bool(losses.size and start and start > 0 and losses.max() >= LR_UNCONFIRMED_BLEW_UP * start)
+
+
+def _rate_past_range_test(ev: ProbeEvidence, d: dict[str, Any], cmp: dict[str, Any]) -> list[Finding]:
     user, blowup, at_min, suggested = d.get("current_lr"), d.get("blowup_lr"), d.get("min_loss_lr"), d.get("suggested_lr")
-    if not cmp.get("inconclusive") or not user:
+    if not cmp.get("inconclusive") or not user or not _baseline_blew_up(ev):
         return []
     past_blowup = bool(blowup) and user >= blowup
     # the range test's rates are a float geometric grid (0.1 comes out as 0.10000000000000052):
@@ -187,7 +203,7 @@ def _rate_past_range_test(d: dict[str, Any], cmp: dict[str, Any]) -> list[Findin
     if not (past_blowup or past_min):
         return []
     evidence = {**cmp, "user_lr": user, "blowup_lr": blowup, "min_loss_lr": at_min, "suggested_lr": suggested,
-                "past_min_factor": LR_UNCONFIRMED_PAST_MIN, "confirmed": False,
+                "past_min_factor": LR_UNCONFIRMED_PAST_MIN, "confirmed": False, "baseline_blew_up": True,
                 "baseline_failed": True,  # "inconclusive" means both runs failed, the baseline included
                 "why_unconfirmed": "the run at the suggested rate failed as well: another cause holds the loss up too"}
     where_bad = f"its loss blew up at {blowup:.2g}" if past_blowup else f"its loss minimum is at {at_min:.2g}"
@@ -206,7 +222,7 @@ def learning_rate_off(ev: ProbeEvidence, **_) -> list[Finding]:
         return []
     d = rng.data
     if not cmp["helps"]:
-        return _rate_past_range_test(d, cmp)
+        return _rate_past_range_test(ev, d, cmp)
     user, suggested, at_min = d["current_lr"], d.get("suggested_lr"), d.get("min_loss_lr")
     if not suggested or not at_min:
         return []
