@@ -313,7 +313,7 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, pinned_
     for rep in room_reports:
         findings += rep.findings
     verdict, events, curve_findings, curve_evidence = _judge_curves(base, notes, ev.chance_loss)
-    findings += curve_findings
+    findings += _unsettled(curve_findings, findings, ev)
     findings = _differential(findings)
     report = Report(verdict=verdict, findings=findings, source="checkup", events=events)
     serious = {f.code for f in report.findings if f.severity != "info"}
@@ -350,6 +350,17 @@ SCALE_SYMPTOM_CODES = ("model.logit_overflow", "grad.exploding")
 SCALE_CAUSE_CODES = ("data.unnormalized", "data.mixed_units")
 # Confidence a probe finding keeps when a more specific one explains the same observation.
 YIELD_CONFIDENCE = 0.5
+
+
+def _unsettled(curve_findings: list[Finding], probe_findings: list[Finding], ev: ProbeEvidence) -> list[Finding]:
+    """The curve analysis' info findings name the experiment that would settle a cause; inside a
+    checkup, drop those whose experiment has run (the probe found, ruled out or could not decide it)."""
+    settled = {f.code for f in probe_findings if f.source.startswith("probe:")}
+    settled |= {r.code for r in rule_out(ev)}
+    settled |= {code for u in inconclusive(ev) for code in u["codes"]}
+    if ev.get("lr_range"):
+        settled |= {"optim.lr_too_high", "optim.lr_too_low"}
+    return [f for f in curve_findings if f.severity != "info" or f.code not in settled]
 
 
 def _differential(findings: list[Finding]) -> list[Finding]:

@@ -63,6 +63,9 @@ def test_a_baseline_that_blows_up_and_settles_at_chance_is_not_converging_and_pr
     past = high[0].evidence["user_lr"] / high[0].evidence["min_loss_lr"]
     assert past == pytest.approx(high[0].evidence["past_min_factor"], rel=1e-6) or past > high[0].evidence["past_min_factor"]
     assert high[0].evidence["confirmed"] is False
+    # the range test ran: the curve analysis' "an LR range test would settle it" advice is dropped,
+    # so the report never says "too high" and "maybe too low" at once
+    assert not report.has("optim.lr_too_low"), [(f.code, f.source) for f in report.findings]
 
 
 def test_a_healthy_recipe_with_light_dropout_still_rules_regularization_out_by_experiment(digits):
