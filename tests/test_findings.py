@@ -104,3 +104,17 @@ def test_importing_lossdoctor_imports_no_framework():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_public_functions_stay_callable_after_their_submodule_is_imported(tmp_path):
+    """`diagnose` and `checkup` are both functions of the package and submodules of the same name."""
+    import lossdoctor
+    import lossdoctor.checkup  # noqa: F401 - binds the submodule to the package attribute
+    import lossdoctor.diagnose  # noqa: F401
+
+    log = tmp_path / "log.csv"
+    log.write_text("step,loss\n" + "".join(f"{i},{2.0 / (i + 1) + 0.01}\n" for i in range(50)))
+    report = lossdoctor.diagnose(str(log))
+    assert report.verdict == "converging"
+    assert callable(lossdoctor.checkup)
+    assert lossdoctor.checkup.checkup_from_file  # the module's own names are still there

@@ -27,7 +27,7 @@ import torch
 from .errors import InputError
 from .evidence import Curves
 from .findings import Finding, Report
-from .internal import report_internal_error
+from .internal import make_module_callable, report_internal_error
 from .probes import checks as _checks  # noqa: F401 - registers the @check("probes") decisions
 from .probes.ablations import run_ablation
 from .probes.batchnorm import run_batchnorm_gradient_check
@@ -523,12 +523,4 @@ def checkup_from_file(target: str, budget_s: float = 60, progress: bool = True, 
     return report
 
 
-class _CallableModule(type(sys)):
-    """``lossdoctor.checkup`` is both this module and the function: importing the submodule binds the
-    module to the package attribute, so the module forwards calls to ``checkup``."""
-
-    def __call__(self, *args, **kwargs) -> Report:
-        return checkup(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_module_callable(__name__, checkup)  # `lossdoctor.checkup(...)` after `import lossdoctor.checkup`
