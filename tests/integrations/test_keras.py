@@ -130,3 +130,29 @@ def test_a_failure_inside_lossdoctor_is_reported_once_and_training_goes_on(digit
         callback = fit(model, digits, sparse_ce(), keras.optimizers.Adam(1e-3), epochs=2)
     assert int(model.optimizer.iterations.value) == 2 * 45  # every batch of both epochs trained
     assert callback.report is not None and callback.report.verdict is not None
+
+
+def _hook_count(model) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               for m in model.modules())
+
+
+def test_close_after_a_crash_inside_fit_removes_every_hook(digits):
+    """Keras gives callbacks no event on an exception: close() is the user's way to clean up."""
+
+    class Crash(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 3:
+                raise RuntimeError("the user's own callback failed")
+
+    model = classifier()
+    X, y = digits
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=sparse_ce())
+    before = _hook_count(model)
+    doctor = LossDoctorCallback(print_report=False, every=2)
+    with pytest.raises(RuntimeError, match="own callback"):
+        model.fit(X, y, batch_size=32, epochs=1, verbose=0, callbacks=[doctor, Crash()])
+    assert _hook_count(model) > before  # the premise: the crash left the watch attached
+    doctor.close()
+    assert _hook_count(model) == before
+    doctor.close()  # idempotent

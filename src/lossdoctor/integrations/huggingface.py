@@ -129,6 +129,11 @@ class LossDoctorCallback(TrainerCallback):
         if self.print_report and state.is_world_process_zero:
             self.report.print()
 
+    def close(self) -> None:
+        """Remove the watch's hooks from the model now. Call it after a crash inside
+        train(): the framework gives callbacks no event on an exception."""
+        self._close_watch()
+
     @guarded("huggingface")
     def _close_watch(self) -> None:
         watch, self._watch = self._watch, None

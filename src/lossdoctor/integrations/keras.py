@@ -399,6 +399,11 @@ class LossDoctorCallback(keras.callbacks.Callback):
         if self.print_report:
             self.report.print()
 
+    def close(self) -> None:
+        """Remove the watch's hooks from the model now. Call it after a crash inside
+        fit(): the framework gives callbacks no event on an exception."""
+        self._close_watch()
+
     @guarded("keras")
     def _close_watch(self) -> None:
         watch, self._watch = self._watch, None
