@@ -157,6 +157,8 @@ def test_bad_arguments_get_clear_errors():
         lossdoctor.watch("model")
     with pytest.raises(InputError, match="tensorboard"):
         lossdoctor.watch(mlp(), histograms_every=10)
+    with pytest.raises(InputError, match="no parameters"):
+        lossdoctor.watch(torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Softmax(dim=1)))
 
 
 def test_closure_optimizers_are_checked_after_the_closure_ran():

@@ -121,6 +121,9 @@ class Watch:
                  save_last_finite: str | os.PathLike | None = None, nan_check: str = "auto"):
         if not isinstance(model, nn.Module):
             raise InputError(f"watch() needs a torch.nn.Module, got {type(model).__name__}")
+        if next(model.parameters(), None) is None:
+            raise InputError(f"watch(): {type(model).__name__} has no parameters: nothing trains, so there "
+                             "is nothing to watch (pass the model that owns the weights)")
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
             raise InputError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
         if not isinstance(every, int) or every < 1:
