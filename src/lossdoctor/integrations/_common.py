@@ -52,6 +52,24 @@ def guarded(where: str) -> Callable:
     return decorate
 
 
+class WatchOwner:
+    """The ``lossdoctor.watch`` a framework callback owns, and the one way it is let go: at the end
+    of training, on an exception the framework reports, or by the user's ``close()`` after a crash
+    the framework does not report (Hugging Face and Keras give callbacks no event on an exception)."""
+
+    _watch = None
+
+    def close(self) -> None:
+        """Remove the watch's hooks from the model now; safe to call more than once."""
+        self._close_watch()
+
+    @guarded("integration")
+    def _close_watch(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()
+
+
 class CurveRecorder:
     """Step-indexed metrics recorded during training, turned into a :class:`Curves` at the end.
 

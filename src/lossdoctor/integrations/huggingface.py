@@ -30,6 +30,7 @@ from ._common import (
     require,
     start_watch,
     torch_dropout_rates,
+    WatchOwner,
 )
 
 require("transformers", "lossdoctor[huggingface]")
@@ -64,7 +65,7 @@ def _raw_optimizer(optimizer: Any) -> Any:
     return optimizer if isinstance(optimizer, torch.optim.Optimizer) else None
 
 
-class LossDoctorCallback(TrainerCallback):
+class LossDoctorCallback(WatchOwner, TrainerCallback):
     """Diagnose a ``transformers.Trainer`` run; the Report is ``callback.report`` after ``train()``.
 
     Args:
@@ -129,16 +130,7 @@ class LossDoctorCallback(TrainerCallback):
         if self.print_report and state.is_world_process_zero:
             self.report.print()
 
-    def close(self) -> None:
-        """Remove the watch's hooks from the model now. Call it after a crash inside
-        train(): the framework gives callbacks no event on an exception."""
-        self._close_watch()
 
-    @guarded("huggingface")
-    def _close_watch(self) -> None:
-        watch, self._watch = self._watch, None
-        if watch is not None:
-            watch.close()
 
 
 __all__ = ["LossDoctorCallback", "curves_from_log_history"]

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..evidence import LEARNING_RATE, TRAIN_LOSS, VAL_LOSS
 from ..findings import Finding, Report
-from ._common import CurveRecorder, assemble_report, guarded, require, start_watch
+from ._common import CurveRecorder, WatchOwner, assemble_report, guarded, require, start_watch
 
 keras = require("keras", "lossdoctor[keras]")
 
@@ -299,7 +299,7 @@ def batch_loss_from_running_mean(batch: int, mean: float, previous_mean: float |
 # ------------------------------------------------------------------------------------------------
 
 
-class LossDoctorCallback(keras.callbacks.Callback):
+class LossDoctorCallback(WatchOwner, keras.callbacks.Callback):
     """Diagnose a Keras ``fit``; the Report is ``callback.report`` afterwards.
 
     Args:
@@ -399,16 +399,7 @@ class LossDoctorCallback(keras.callbacks.Callback):
         if self.print_report:
             self.report.print()
 
-    def close(self) -> None:
-        """Remove the watch's hooks from the model now. Call it after a crash inside
-        fit(): the framework gives callbacks no event on an exception."""
-        self._close_watch()
 
-    @guarded("keras")
-    def _close_watch(self) -> None:
-        watch, self._watch = self._watch, None
-        if watch is not None:
-            watch.close()
 
 
 __all__ = ["LossDoctorCallback", "activation_findings", "init_scale_findings", "non_finite_weights",

@@ -31,6 +31,7 @@ from ._common import (
     start_watch,
     summary_metrics,
     torch_dropout_rates,
+    WatchOwner,
 )
 
 require("lightning", "lossdoctor[lightning]")
@@ -78,7 +79,7 @@ def _total_grad_norm(module: torch.nn.Module):
     return torch.linalg.vector_norm(torch.stack([n.to(first) for n in norms]))
 
 
-class LossDoctorCallback(pl.Callback):
+class LossDoctorCallback(WatchOwner, pl.Callback):
     """Diagnose a Lightning run while it trains; the Report is ``callback.report`` after ``fit``.
 
     Args:
@@ -210,11 +211,6 @@ class LossDoctorCallback(pl.Callback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._close_watch()
 
-    @guarded("lightning")
-    def _close_watch(self) -> None:
-        watch, self._watch = self._watch, None
-        if watch is not None:
-            watch.close()
 
 
 __all__ = ["LossDoctorCallback"]
