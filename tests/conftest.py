@@ -23,3 +23,21 @@ def _seeded():
 
     np.random.seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def load_example():
+    """Import a file of examples/ as a module. Tests reuse the examples' models (one definition each),
+    which also keeps the examples importable and true."""
+    import importlib.util
+    import pathlib
+
+    folder = pathlib.Path(__file__).resolve().parents[1] / "examples"
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"lossdoctor_example_{name}", folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -1,55 +1,29 @@
 """LossDoctorCallback in real transformers.Trainer runs: a model built from a config (no download),
 trained on scikit-learn's digits on CPU."""
+from types import SimpleNamespace
+
 import pytest
 import torch
-from torch import nn
 
 transformers = pytest.importorskip("transformers")
 from sklearn.datasets import load_digits  # noqa: E402
-from transformers import PretrainedConfig, PreTrainedModel, Trainer, TrainingArguments  # noqa: E402
+from transformers import Trainer, TrainingArguments  # noqa: E402
 
 from lossdoctor import Report  # noqa: E402
 from lossdoctor.integrations.huggingface import LossDoctorCallback, curves_from_log_history  # noqa: E402
 
 
-class DigitsConfig(PretrainedConfig):
-    model_type = "lossdoctor_digits_mlp"
-
-    def __init__(self, hidden: int = 64, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden = hidden
-
-
-class DigitsMLP(PreTrainedModel):
-    config_class = DigitsConfig
-
-    def __init__(self, config: DigitsConfig):
-        super().__init__(config)
-        self.net = nn.Sequential(nn.Linear(64, config.hidden), nn.ReLU(), nn.Linear(config.hidden, 10))
-        self.post_init()
-
-    def forward(self, pixel_values, labels=None):
-        logits = self.net(pixel_values)
-        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
-        return {"loss": loss, "logits": logits}
-
-
-class Digits(torch.utils.data.Dataset):
-    def __init__(self, X, y):
-        self.X, self.y = X, y
-
-    def __len__(self):
-        return len(self.X)
-
-    def __getitem__(self, i):
-        return {"pixel_values": self.X[i], "labels": self.y[i]}
+@pytest.fixture(scope="module")
+def hf(load_example):
+    """The tiny config-built model and dataset of examples/huggingface_example.py."""
+    return load_example("huggingface_example")
 
 
 @pytest.fixture(scope="module")
-def digits():
+def digits(hf):
     X, y = load_digits(return_X_y=True)
     X, y = torch.tensor(X / 16.0, dtype=torch.float32), torch.tensor(y)
-    return Digits(X[:1400], y[:1400]), Digits(X[1400:], y[1400:])
+    return SimpleNamespace(train=hf.Digits(X[:1400], y[:1400]), val=hf.Digits(X[1400:], y[1400:]), example=hf)
 
 
 def train(digits, tmp_path, lr, optim="adamw_torch", warmup_steps=60, max_grad_norm=0.0, steps=250):
@@ -61,7 +35,8 @@ def train(digits, tmp_path, lr, optim="adamw_torch", warmup_steps=60, max_grad_n
         max_grad_norm=max_grad_norm, logging_steps=5, eval_strategy="steps", eval_steps=25, save_strategy="no",
         report_to=[], use_cpu=True, disable_tqdm=True, dataloader_num_workers=0, seed=0,
     )
-    trainer = Trainer(model=DigitsMLP(DigitsConfig()), args=args, train_dataset=digits[0], eval_dataset=digits[1],
+    model = digits.example.DigitsMLP(digits.example.DigitsConfig())
+    trainer = Trainer(model=model, args=args, train_dataset=digits.train, eval_dataset=digits.val,
                       callbacks=[callback])
     trainer.train()
     return callback, trainer

@@ -10,40 +10,10 @@ from lossdoctor.logs import read_runs
 
 
 @pytest.fixture(scope="module")
-def hf_runs(tmp_path_factory, digits_data):
-    from transformers import PretrainedConfig, PreTrainedModel, Trainer, TrainingArguments
-    from transformers.modeling_outputs import SequenceClassifierOutput
+def hf_runs(tmp_path_factory, digits_data, load_example):
+    from transformers import Trainer, TrainingArguments
 
-    class DigitsConfig(PretrainedConfig):
-        model_type = "lossdoctor-digits-mlp"
-
-        def __init__(self, n_features=64, hidden=64, n_classes=10, **kwargs):
-            super().__init__(**kwargs)
-            self.n_features, self.hidden, self.n_classes = n_features, hidden, n_classes
-
-    class DigitsMLP(PreTrainedModel):
-        config_class = DigitsConfig
-
-        def __init__(self, config):
-            super().__init__(config)
-            self.net = torch.nn.Sequential(torch.nn.Linear(config.n_features, config.hidden), torch.nn.ReLU(),
-                                           torch.nn.Linear(config.hidden, config.n_classes))
-
-        def forward(self, features=None, labels=None):
-            logits = self.net(features)
-            loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
-            return SequenceClassifierOutput(loss=loss, logits=logits)
-
-    class Rows(torch.utils.data.Dataset):
-        def __init__(self, X, y):
-            self.X, self.y = X, y
-
-        def __len__(self):
-            return len(self.y)
-
-        def __getitem__(self, i):
-            return {"features": self.X[i], "labels": self.y[i]}
-
+    hf = load_example("huggingface_example")  # the tiny config-built model of the example
     Xtr, ytr, Xva, yva = digits_data()
     root = tmp_path_factory.mktemp("hf")
     out = {}
@@ -57,8 +27,8 @@ def hf_runs(tmp_path_factory, digits_data):
             eval_strategy="steps", eval_steps=24, per_device_eval_batch_size=512, save_strategy="steps",
             save_steps=120, report_to="none", disable_tqdm=True, use_cpu=True, seed=0,
             dataloader_num_workers=0, **kwargs)
-        trainer = Trainer(model=DigitsMLP(DigitsConfig()), args=args, train_dataset=Rows(Xtr, ytr),
-                          eval_dataset=Rows(Xva, yva))
+        trainer = Trainer(model=hf.DigitsMLP(hf.DigitsConfig()), args=args, train_dataset=hf.Digits(Xtr, ytr),
+                          eval_dataset=hf.Digits(Xva, yva))
         trainer.train()
         trainer.save_state()
         out[name] = root / name
