@@ -19,7 +19,6 @@ from ..errors import InputError
 
 RELU_FAMILY = {"relu", "relu6", "leaky_relu", "prelu", "rrelu", "elu", "celu", "gelu", "silu", "mish",
                "hardswish", "softplus"}
-LECUN_ACTIVATIONS = {"selu", "tanh", "hardtanh", "softsign", "tanhshrink", None}
 GLOROT_ACTIVATIONS = {"sigmoid", "hardsigmoid", "softmax", "log_softmax", "logsigmoid", "glu"}
 SCHEMES = ("he_normal", "lecun_normal", "glorot_normal")
 SCHEME_ALIASES = {"he": "he_normal", "kaiming": "he_normal", "kaiming_normal": "he_normal",
@@ -35,7 +34,7 @@ def scheme_for(activation: str | None) -> str:
         return "he_normal"
     if activation in GLOROT_ACTIVATIONS:
         return "glorot_normal"
-    return "lecun_normal"
+    return "lecun_normal"  # SELU, tanh and its kin, and linear (no activation) outputs
 
 
 def fans(weight: torch.Tensor) -> tuple[int, int]:
