@@ -147,10 +147,7 @@ def _model_and_data_checks(recipe: Recipe, notes: list[str], baseline: bool) -> 
         from .data import check_data
 
         X = recipe.X.reshape(recipe.n_train, -1)
-        try:
-            return check_data(X, recipe.y, groups=recipe.groups, task=recipe.task, baseline=baseline)
-        except TypeError:  # a check_data without the baseline switch
-            return check_data(X, recipe.y, groups=recipe.groups, task=recipe.task)
+        return check_data(X, recipe.y, groups=recipe.groups, task=recipe.task, baseline=baseline)
 
     def model_check():
         from .model import check_model
@@ -412,13 +409,7 @@ def _start_monitor(model, optimizer, recipe: Recipe, holder: dict, notes: list[s
     def start():
         from .monitor import watch
 
-        kwargs = {"every": MONITOR_EVERY}
-        if recipe.grad_clip is not None:
-            kwargs["max_norm"] = recipe.grad_clip
-        try:
-            w = watch(model, optimizer, **kwargs)
-        except TypeError:  # an older watch() without max_norm
-            w = watch(model, optimizer, every=MONITOR_EVERY)
+        w = watch(model, optimizer, every=MONITOR_EVERY, max_norm=recipe.grad_clip)
         holder["watch"] = w
         return w
 
