@@ -12,6 +12,7 @@ from rich.text import Text
 
 from ..codes import VERDICTS
 from ..findings import Finding, Report
+from . import verdict_advice
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 VERDICT_STYLE = {"converging": "bold green", "insufficient_data": "bold yellow"}
@@ -83,7 +84,7 @@ def renderable(report: Report):
             f"{e.kind} at step {e.step:g}" + (f" ({e.detail})" if e.detail else "") for e in report.events
         )
         parts.append(Text(f"events: {events}", style="dim"))
-    advice = report.metadata.get("advice")
+    advice = verdict_advice(report)
     if advice and report.verdict != "converging":
         parts.append(Text.assemble(("advice: ", "bold"), str(advice)))
     if report.top is not None:

@@ -24,6 +24,7 @@ import numpy as np
 from ..codes import CODES, VERDICTS
 from ..findings import Event, Finding, Report
 from ..internal import report_internal_error
+from . import verdict_advice
 
 # -- look ------------------------------------------------------------------------------------
 SEVERITY_COLOUR = {"error": "#c0392b", "warning": "#c27c0e", "info": "#2471a3"}
@@ -655,17 +656,6 @@ def _metadata_html(metadata: dict) -> str:
     return out
 
 
-def _verdict_advice(report: Report) -> str | None:
-    advice = report.metadata.get("advice")
-    if isinstance(advice, str) and advice:
-        return advice
-    try:
-        from ..curves import VERDICT_ADVICE
-    except ImportError:
-        return None
-    return VERDICT_ADVICE.get(report.verdict or "")
-
-
 def _verdict_colour(verdict: str | None) -> str:
     return VERDICT_COLOUR.get(verdict, VERDICT_BAD_COLOUR)
 
@@ -687,7 +677,7 @@ def _summary_html(report: Report) -> str:
                '<div class="title">Nothing to fix</div>'
                '<div class="remedy">No check found a cause worth acting on.</div>')
     else:  # the curves look wrong but no check named a cause: say what the verdict calls for
-        advice = _verdict_advice(report) or "Run lossdoctor checkup to test the likely causes one at a time."
+        advice = verdict_advice(report) or "Run lossdoctor checkup to test the likely causes one at a time."
         fix = ('<div class="fixfirst"><div class="label">What to do</div>'
                '<div class="title">No specific cause found; the verdict calls for this</div>'
                f'<div class="remedy">{_e(advice)}</div>')
