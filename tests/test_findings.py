@@ -122,7 +122,7 @@ def test_public_functions_stay_callable_after_their_submodule_is_imported(tmp_pa
 
 def test_a_report_without_its_own_advice_gets_the_verdicts_advice_in_the_terminal():
     """Checkup and watch reports carry no metadata["advice"]; both renderers fall back to one table."""
-    from lossdoctor.curves import VERDICT_ADVICE
+    from lossdoctor.codes import VERDICT_ADVICE
 
     text = Report("stalled", source="checkup").to_text(width=400)
     assert f"advice: {VERDICT_ADVICE['stalled']}" in text

@@ -21,6 +21,22 @@ VERDICTS: dict[str, str] = {
 
 SEVERITIES = ("error", "warning", "info")
 
+# What to do about each verdict, shown with the report (the causes come as findings).
+VERDICT_ADVICE: dict[str, str] = {
+    "converging": "Nothing to fix in the curves.",
+    "underfitting": "The model barely learns: run `lossdoctor checkup` to test the data, the learning "
+    "rate and the regularization one at a time.",
+    "overfitting": "Stop at the best validation step (early stopping), then add regularization or data; "
+    "the training loss itself is fine.",
+    "diverging": "Lower the learning rate and resume from a checkpoint taken before the divergence step.",
+    "non_finite": "Find what produced the first NaN/Inf: lower the learning rate, check the inputs, "
+    "keep softmax inside the loss.",
+    "stalled": "The loss stopped falling while still high: a quick baseline on the data tells its floor from a "
+    "stall; then test a larger learning rate and less regularization.",
+    "oscillating": "Lower the learning rate (or raise the batch size) until the swings stop.",
+    "insufficient_data": "Log more points (at least the number given in the evidence) and run again.",
+}
+
 
 @dataclass(frozen=True)
 class CodeInfo:
@@ -103,6 +119,14 @@ CODES: dict[str, CodeInfo] = {
             "momentum for the last epochs.",
         ),
         CodeInfo(
+            "optim.amp_scale_collapse", "Mixed precision loses the updates (grad-scaler collapse or bf16 rounding)",
+            "Softmax overflow / wrong learning rate, under mixed precision",
+            "Under float16: keep the loss and softmax in float32 (autocast does this for CrossEntropyLoss), lower "
+            "the learning rate, and let torch.amp.GradScaler start lower (init_scale=2**10); if the scale still "
+            "collapses, train in bfloat16. Under bfloat16: keep float32 master weights (autocast, not "
+            "model.to(torch.bfloat16)) so that small updates are not rounded away.",
+        ),
+        CodeInfo(
             "model.activation_mismatch", "An activation does not fit the layer or the loss",
             "Wrong activation functions",
             "Use the activation the loss expects: raw logits into CrossEntropyLoss/BCEWithLogitsLoss, "
@@ -123,6 +147,12 @@ CODES: dict[str, CodeInfo] = {
             "grad.dead_relu", "Many ReLU units never activate", "Corrupted gradients (dead ReLU)",
             "Replace ReLU with LeakyReLU(0.01) or ELU in the named layers, lower the learning rate, "
             "and check the bias initialization.",
+        ),
+        CodeInfo(
+            "grad.saturated_activation", "Many tanh/sigmoid units are pinned at their bounds",
+            "Wrong activation functions / corrupted gradients",
+            "Saturated units pass almost no gradient: normalize the inputs, lower the learning rate, use "
+            "Xavier/LeCun initialization for tanh/sigmoid layers, or use a ReLU-family activation in hidden layers.",
         ),
         CodeInfo(
             "grad.vanishing", "Gradients shrink by orders of magnitude towards the input",

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from lossdoctor.curves import (MIN_POINTS, OVERFIT_MIN_RISE, CurveAnalysis, analyze_curves,
-                               diagnose_curves)
+from lossdoctor.curves import MIN_POINTS, CurveAnalysis, analyze_curves, diagnose_curves
+from lossdoctor.curves.verdict import OVERFIT_MIN_RISE
 from lossdoctor.evidence import Curves
 from lossdoctor.findings import Report
 

@@ -11,6 +11,6 @@ def verdict_advice(report) -> str | None:
         return advice
     if report.verdict is None:
         return None
-    from ..curves import VERDICT_ADVICE
+    from ..codes import VERDICT_ADVICE
 
     return VERDICT_ADVICE.get(report.verdict)

@@ -1,0 +1,233 @@
+"""Causes the log itself supports, read from the curves and the verdict (never from a file)."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..evidence import GRAD_NORM, LEARNING_RATE, Curves
+from ..findings import Event, Finding
+from ..registry import check
+from .smoothing import END_FRACTION, smooth, sorted_series
+from .verdict import MIN_VAL_POINTS, CurveAnalysis
+
+# Warm-up: the learning rate starts below half its peak and reaches the peak after the first point.
+WARMUP_START_FRACTION = 0.5
+# "Right after warm-up": the divergence comes no later than one warm-up length (or 15 % of the
+# run, whichever is longer) after the LR peak, and no earlier than half a warm-up before it (the
+# loss can break while the LR is still climbing through its last steps).
+AFTER_WARMUP_WINDOW = 0.15
+# Gradient norms that grow by two orders of magnitude ("by orders of magnitude" in TAXONOMY.md):
+# healthy runs change their gradient norm by a factor of a few, rarely ten.
+GRAD_EXPLODE_RATIO = 100.0
+# ... by three orders of magnitude, or to Inf/NaN, it is an error rather than a warning.
+GRAD_EXPLODE_ERROR_RATIO = 1000.0
+# The seed: "optimal learning rate can be between 0.0001 to 0.1". Below a tenth of that range, a
+# run that does not learn points at the learning rate.
+LR_TOO_LOW = 1e-5
+# float32 exp overflows above ln(3.4e38) = 88.7: logits near it turn softmax into Inf/NaN
+# (the seed's exp(100) = Inf).
+FLOAT32_EXP_LIMIT = 88.7
+
+
+def _warmup(curves: Curves) -> dict[str, float] | None:
+    lr = curves.get(LEARNING_RATE)
+    if lr is None or len(lr) < 3:
+        return None
+    steps, values = sorted_series(lr)
+    ok = np.isfinite(values)
+    steps, values = steps[ok], values[ok]
+    if values.size < 3:
+        return None
+    peak = float(values.max())
+    if peak <= 0 or values[0] >= WARMUP_START_FRACTION * peak:
+        return None
+    i_peak = int(np.argmax(values >= peak * (1 - 1e-3)))  # first step at the peak (float round-off)
+    if i_peak == 0:
+        return None
+    return {"warmup_end_step": float(steps[i_peak]), "peak_lr": peak, "first_step": float(steps[0])}
+
+
+def _lr_at(curves: Curves, step: float) -> float | None:
+    lr = curves.get(LEARNING_RATE)
+    if lr is None or not len(lr):
+        return None
+    steps, values = sorted_series(lr)
+    i = int(np.searchsorted(steps, step, side="right")) - 1
+    return float(values[max(i, 0)])
+
+
+@check("curves")
+def divergence_after_warmup(curves: Curves, *, analysis: CurveAnalysis | None = None, **_: Any) -> list[Finding]:
+    """Diverging curves point to a learning rate that is too high; right after warm-up, strongly."""
+    if analysis is None or analysis.verdict != "diverging":
+        return []
+    ev = analysis.evidence
+    step = float(ev["divergence_step"])
+    evidence: dict[str, Any] = {"divergence_step": step, "rise_relative": ev["rise_relative"],
+                                "min_level": ev["min_level"], "end_level": ev["end_level"]}
+    lr_now = _lr_at(curves, step)
+    if lr_now is not None:
+        evidence["lr_at_divergence"] = lr_now
+    warm = _warmup(curves)
+    run_len = float(ev.get("last_step", step)) - float(ev.get("first_step", 0.0))
+    if warm is not None:
+        warm_len = warm["warmup_end_step"] - warm["first_step"]
+        window = max(warm_len, AFTER_WARMUP_WINDOW * run_len)
+        after = step - warm["warmup_end_step"]
+        evidence.update(warmup_end_step=warm["warmup_end_step"], peak_lr=warm["peak_lr"],
+                        steps_after_warmup=after, window=window)
+        if -0.5 * warm_len <= after <= window:
+            analysis.events.append(Event("warmup_end", warm["warmup_end_step"], warm["peak_lr"],
+                                         f"learning rate reached its peak {warm['peak_lr']:.3g}"))
+            target = warm["peak_lr"] / 10
+            return [Finding(
+                "optim.lr_too_high", "error", 0.85,
+                title="The loss diverged right after warm-up reached the peak learning rate",
+                evidence=evidence, where=f"step {step:g}", source="curves",
+                remedy=(f"Lower the peak learning rate from {warm['peak_lr']:.3g} to about {target:.2g} "
+                        f"(or run a learning-rate range test and take a little below where the loss blows "
+                        f"up), and resume from a checkpoint before step {step:g}."),
+            )]
+    lr_text = f" (now {lr_now:.3g}; try {lr_now / 10:.2g})" if lr_now else ""
+    return [Finding(
+        "optim.lr_too_high", "warning", 0.55,
+        title="The loss fell, then turned up and stayed up: typical of a learning rate that is too high",
+        evidence=evidence, where=f"step {step:g}", source="curves",
+        remedy=(f"Lower the learning rate 10x{lr_text} and rerun from a checkpoint before step {step:g}. "
+                "The log cannot settle it alone: if the rerun still turns up at the same place, look at the "
+                "data around that step instead."),
+    )]
+
+
+@check("curves")
+def nan_loss_causes(curves: Curves, *, analysis: CurveAnalysis | None = None, **_: Any) -> list[Finding]:
+    """A NaN/Inf loss: the learning rate or a softmax overflow, or NaN data when it is NaN from step one."""
+    if analysis is None or analysis.verdict != "non_finite":
+        return []
+    ev = analysis.evidence
+    step = float(ev["first_non_finite_step"])
+    evidence = {k: ev[k] for k in ("first_non_finite_step", "first_non_finite_value", "non_finite_in",
+                                   "finite_points_before", "loss_before_non_finite", "rose_before_non_finite")
+                if k in ev}
+    lr_now = _lr_at(curves, step)
+    if lr_now is not None:
+        evidence["lr_at_non_finite"] = lr_now
+    findings = []
+    if ev.get("finite_points_before", 0) == 0:
+        findings.append(Finding(
+            "data.non_finite", "warning", 0.5,
+            title="The loss is NaN/Inf from the first logged step: suspect the inputs or targets",
+            evidence=evidence, where=f"step {step:g}", source="curves",
+            remedy=("Check the data for NaN/Inf before training (`lossdoctor.check_data(X, y)`); if the data "
+                    "is clean, the model's initialization or loss produces it (run `lossdoctor checkup`)."),
+        ))
+    rose = bool(ev.get("rose_before_non_finite"))
+    lr_text = f" from {lr_now:.3g} to {lr_now / 10:.2g}" if lr_now else " 10x"
+    findings.append(Finding(
+        "optim.lr_too_high", "warning", 0.7 if rose else 0.5,
+        title=("The loss climbed and then became NaN/Inf: typical of a learning rate that is too high"
+               if rose else "The loss became NaN/Inf: a learning rate that is too high is the usual cause"),
+        evidence=evidence, where=f"step {step:g}", source="curves",
+        remedy=(f"Experiment that settles it: rerun from a checkpoint before step {step:g} with the learning "
+                f"rate lowered{lr_text}. If the loss stays finite, the learning rate was the cause."),
+    ))
+    findings.append(Finding(
+        "model.logit_overflow", "info", 0.35,
+        title="A softmax overflow (exp of a large logit = Inf) can also produce this NaN",
+        evidence={**evidence, "float32_exp_limit": FLOAT32_EXP_LIMIT}, where=f"step {step:g}", source="curves",
+        remedy=(f"Experiment that settles it: log the largest |logit| in the steps before {step:g} (or run "
+                f"`lossdoctor checkup`, which names the first module that turns NaN). Values near "
+                f"{FLOAT32_EXP_LIMIT} confirm overflow: feed raw logits to CrossEntropyLoss (no softmax in the "
+                "model) and compute the loss in float32."),
+    ))
+    return findings
+
+
+@check("curves")
+def exploding_grad_norm(curves: Curves, *, analysis: CurveAnalysis | None = None, **_: Any) -> list[Finding]:
+    """A logged gradient norm that grows by orders of magnitude, or turns Inf/NaN."""
+    gn = curves.get(GRAD_NORM)
+    if gn is None or len(gn) < MIN_VAL_POINTS:
+        return []
+    steps, values = sorted_series(gn)
+    finite = np.isfinite(values)
+    fin = values[finite]
+    if fin.size < 2:
+        return []
+    head = max(1, int(math.ceil(fin.size * END_FRACTION)))
+    early = float(np.median(np.abs(fin[:head])))
+    if not finite.all():
+        i = int(np.argmin(finite))
+        evidence = {"early_grad_norm": early, "first_non_finite_step": float(steps[i]),
+                    "value": float(values[i])}
+        return [Finding(
+            "grad.exploding", "error", 0.8, title="The gradient norm became Inf/NaN",
+            evidence=evidence, where=f"step {steps[i]:g}", source="curves",
+            remedy=("Lower the learning rate and fix the initialization scale; clip gradients "
+                    "(torch.nn.utils.clip_grad_norm_) only once the learning rate is right."),
+        )]
+    sm = smooth(steps[finite], np.abs(fin))
+    i_peak = int(np.argmax(sm.level))
+    peak = float(sm.level[i_peak])
+    ratio = peak / early if early > 0 else math.inf
+    if ratio < GRAD_EXPLODE_RATIO:
+        return []
+    evidence = {"early_grad_norm": early, "peak_grad_norm": peak, "peak_step": float(sm.step[i_peak]),
+                "growth": ratio, "threshold": GRAD_EXPLODE_RATIO}
+    severity = "error" if ratio >= GRAD_EXPLODE_ERROR_RATIO else "warning"
+    if analysis is not None:
+        analysis.events.append(Event("grad_norm_explosion", float(sm.step[i_peak]), peak,
+                                     f"gradient norm {ratio:.0f}x its early level"))
+    return [Finding(
+        "grad.exploding", severity, 0.75,
+        title=f"The gradient norm grew {ratio:.0f}x (from {early:.3g} to {peak:.3g})",
+        evidence=evidence, where=f"step {sm.step[i_peak]:g}", source="curves",
+    )]
+
+
+@check("curves")
+def no_progress_causes(curves: Curves, *, analysis: CurveAnalysis | None = None, **_: Any) -> list[Finding]:
+    """Underfitting / stalled: a tiny learning rate shows in the log; the rest needs an experiment."""
+    if analysis is None or analysis.verdict not in ("underfitting", "stalled"):
+        return []
+    ev = analysis.evidence
+    evidence = {"relative_drop": ev.get("relative_drop"), "plateau_level": ev.get("plateau_level"),
+                "plateau_start_step": ev.get("plateau_start_step")}
+    findings = []
+    lr = curves.get(LEARNING_RATE)
+    max_lr = float(np.nanmax(lr.values)) if lr is not None and len(lr) and np.isfinite(lr.values).any() else None
+    if max_lr is not None and 0 < max_lr < LR_TOO_LOW:
+        findings.append(Finding(
+            "optim.lr_too_low", "warning", 0.6,
+            title=f"The learning rate never exceeded {max_lr:.2g}",
+            evidence={**evidence, "max_lr": max_lr, "threshold": LR_TOO_LOW}, source="curves",
+            remedy=f"Raise the learning rate towards 1e-4..1e-1 (e.g. {max_lr * 100:.2g}), guided by a range test.",
+        ))
+    else:
+        findings.append(Finding(
+            "optim.lr_too_low", "info", 0.25,
+            title="Not settled by the log: the learning rate may be too low",
+            evidence={**evidence, **({"max_lr": max_lr} if max_lr is not None else {})}, source="curves",
+            remedy=("Experiment that settles it: rerun a few hundred steps at 3x and 10x the learning rate; if "
+                    "the loss falls clearly faster, raise it (or run `lossdoctor checkup`, which does this)."),
+        ))
+    level = ev.get("plateau_level")
+    findings.append(Finding(
+        "data.no_signal", "info", 0.2,
+        title="Not settled by the log: the data may not support a lower loss",
+        evidence=evidence, source="curves",
+        remedy=(f"Experiment that settles it: fit a quick baseline on the same split (`lossdoctor.check_data(X, y)` "
+                f"runs one against a label-permutation null). If it cannot do better than {level}, that level is "
+                "the data's floor and the run has converged; if it does, the model or the optimizer is stuck."),
+    ))
+    findings.append(Finding(
+        "model.regularization_too_strong", "info", 0.25,
+        title="Not settled by the log: regularization may keep the model from fitting",
+        evidence=evidence, source="curves",
+        remedy=("Experiment that settles it: rerun with dropout, weight decay and noise off; if the training "
+                "loss now falls much further, add them back gradually (dropout 0.1, then 0.2)."),
+    ))
+    return findings
+
