@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
-    from lossdoctor.checkup import checkup_from_file
+    from lossdoctor._checkup import checkup_from_file
 
     rows, seconds = [], []
     for path in recipes(args.only):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lossdoctor.diagnose import diagnose
+from lossdoctor import diagnose
 
 CSV_ROWS = 1_000_000
 HF_ENTRIES = 100_000

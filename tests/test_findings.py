@@ -106,18 +106,18 @@ def test_importing_lossdoctor_imports_no_framework():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_public_functions_stay_callable_after_their_submodule_is_imported(tmp_path):
-    """`diagnose` and `checkup` are both functions of the package and submodules of the same name."""
-    import lossdoctor
-    import lossdoctor.checkup  # noqa: F401 - binds the submodule to the package attribute
-    import lossdoctor.diagnose  # noqa: F401
+def test_diagnose_and_checkup_are_plain_functions_of_the_package(tmp_path):
+    """Their modules are private, so no submodule import can shadow the public functions."""
+    import inspect
 
+    import lossdoctor
+    import lossdoctor._checkup  # noqa: F401
+    import lossdoctor._diagnose  # noqa: F401
+
+    assert inspect.isfunction(lossdoctor.diagnose) and inspect.isfunction(lossdoctor.checkup)
     log = tmp_path / "log.csv"
     log.write_text("step,loss\n" + "".join(f"{i},{2.0 / (i + 1) + 0.01}\n" for i in range(50)))
-    report = lossdoctor.diagnose(str(log))
-    assert report.verdict == "converging"
-    assert callable(lossdoctor.checkup)
-    assert lossdoctor.checkup.checkup_from_file  # the module's own names are still there
+    assert lossdoctor.diagnose(str(log)).verdict == "converging"
 
 
 def test_a_report_without_its_own_advice_gets_the_verdicts_advice_in_the_terminal():

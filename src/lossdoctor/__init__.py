@@ -23,12 +23,12 @@ _EXPORTS = {
     "InputError": "lossdoctor.errors",
     "CODES": "lossdoctor.codes",
     "VERDICTS": "lossdoctor.codes",
-    "diagnose": "lossdoctor.diagnose",
+    "diagnose": "lossdoctor._diagnose",
     "watch": "lossdoctor.monitor",
     "check_model": "lossdoctor.model",
     "check_data": "lossdoctor.data",
     "GroupNormalizer": "lossdoctor.data.normalize",
-    "checkup": "lossdoctor.checkup",
+    "checkup": "lossdoctor._checkup",
 }
 
 _SUBPACKAGES = ("model", "data", "monitor", "probes", "logs", "report", "integrations", "curves", "codes", "findings")
@@ -51,11 +51,11 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs only
-    from .checkup import checkup
+    from ._checkup import checkup
     from .codes import CODES, VERDICTS
     from .data import check_data
     from .data.normalize import GroupNormalizer
-    from .diagnose import diagnose
+    from ._diagnose import diagnose
     from .errors import InputError, LogFormatError, LossDoctorError
     from .evidence import Curves, Series
     from .findings import Event, Finding, Report, RuledOut

@@ -35,13 +35,13 @@ def _emit(reports, args) -> int:
 
 
 def _cmd_diagnose(args) -> int:
-    from .diagnose import diagnose
+    from ._diagnose import diagnose
 
     return _emit(diagnose(args.path, step=args.step, train=args.train, val=args.val), args)
 
 
 def _cmd_checkup(args) -> int:
-    from .checkup import checkup_from_file
+    from ._checkup import checkup_from_file
 
     report = checkup_from_file(args.target, budget_s=args.budget, progress=not args.json, steps=args.steps)
     code = _emit(report, args)

@@ -329,7 +329,7 @@ def resolve_lr(setting: Setting, data: Digits) -> float:
 
 
 def _checkup(setting: Setting, data: Digits, lr: float, epochs: int, budget_s: float, source: str) -> Report:
-    from .checkup import checkup
+    from ._checkup import checkup
 
     X_train, y_train, X_val, y_val = data.tensors(setting.standardize)
     torch.manual_seed(SEED)

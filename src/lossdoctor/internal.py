@@ -1,9 +1,7 @@
 """Reporting lossdoctor's own failures: once, as a warning, never as an exception in the user's run."""
 from __future__ import annotations
 
-import sys
 import warnings
-from typing import Callable
 
 _reported: set[str] = set()
 
@@ -24,15 +22,3 @@ def report_internal_error(where: str, exc: BaseException) -> None:
         stacklevel=3,
     )
 
-
-def make_module_callable(module_name: str, fn: Callable) -> None:
-    """Keep ``lossdoctor.<name>(...)`` working when ``<name>`` is both a public function and the
-    submodule defining it: importing the submodule binds the module to the package attribute of the
-    same name, so the module forwards calls to the function."""
-    module = sys.modules[module_name]
-
-    class _CallableModule(type(module)):
-        def __call__(self, *args, **kwargs):
-            return fn(*args, **kwargs)
-
-    module.__class__ = _CallableModule

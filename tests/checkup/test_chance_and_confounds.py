@@ -11,7 +11,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from lossdoctor.checkup import checkup
+from lossdoctor._checkup import checkup
 from lossdoctor.curves import analyze_curves
 from lossdoctor.evidence import Curves
 from lossdoctor.probes.checks import ProbeEvidence, compare, inconclusive, regularization_too_strong, rule_out

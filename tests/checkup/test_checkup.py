@@ -12,7 +12,7 @@ from sklearn.datasets import load_digits
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from lossdoctor.checkup import checkup, checkup_from_file
+from lossdoctor._checkup import checkup, checkup_from_file
 from lossdoctor.errors import InputError
 
 # Every probe run is pinned to this many steps (enough for the digits MLPs to separate a fault from
@@ -149,7 +149,6 @@ def test_top_finding_names_the_fault_and_its_remedy_makes_the_loss_fall(digits, 
 
 def test_a_tiny_budget_skips_probes_with_a_note_and_lossdoctor_checkup_is_callable(digits):
     import lossdoctor
-    import lossdoctor.checkup  # noqa: F401 - binds the submodule to the package attribute
 
     train, _ = digits
     model = mlp()

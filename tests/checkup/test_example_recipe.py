@@ -1,7 +1,7 @@
 """The README's checkup example stays true: the broken recipe is diagnosed, its fixed twin is clean."""
 from pathlib import Path
 
-from lossdoctor.checkup import checkup_from_file
+from lossdoctor._checkup import checkup_from_file
 
 RECIPE = Path(__file__).resolve().parents[2] / "examples" / "checkup_recipe.py"
 PINNED = dict(budget_s=60.0, steps=200, cross_validate=False, progress=False)

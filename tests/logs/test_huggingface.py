@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lossdoctor.diagnose import diagnose
+from lossdoctor import diagnose
 from lossdoctor.logs import read_runs
 
 

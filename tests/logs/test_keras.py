@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from lossdoctor.diagnose import diagnose
+from lossdoctor import diagnose
 from lossdoctor.logs import read_runs
 
 os.environ.setdefault("KERAS_BACKEND", "torch")

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lossdoctor.diagnose import diagnose
+from lossdoctor import diagnose
 from lossdoctor.errors import LogFormatError
 from lossdoctor.logs import read_runs
 

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from lossdoctor.diagnose import diagnose
+from lossdoctor import diagnose
 from lossdoctor.logs import read_runs
 
 

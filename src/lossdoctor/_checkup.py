@@ -27,7 +27,7 @@ import torch
 from .errors import InputError
 from .evidence import Curves
 from .findings import Finding, Report
-from .internal import make_module_callable, report_internal_error
+from .internal import report_internal_error
 from .probes import checks as _checks  # noqa: F401 - registers the @check("probes") decisions
 from .probes.ablations import run_ablation
 from .probes.batchnorm import run_batchnorm_gradient_check
@@ -513,5 +513,3 @@ def checkup_from_file(target: str, budget_s: float = 60, progress: bool = True, 
     report.source = origin
     return report
 
-
-make_module_callable(__name__, checkup)  # `lossdoctor.checkup(...)` after `import lossdoctor.checkup`

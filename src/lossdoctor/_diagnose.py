@@ -5,7 +5,6 @@ import os
 
 from .evidence import Curves
 from .findings import Report
-from .internal import make_module_callable
 
 
 def diagnose(
@@ -30,5 +29,3 @@ def diagnose(
     reports = [diagnose_curves(c) for c in read_runs(source, step=step, train=train, val=val)]
     return reports[0] if len(reports) == 1 else reports
 
-
-make_module_callable(__name__, diagnose)  # `lossdoctor.diagnose(...)` after `import lossdoctor.diagnose`
