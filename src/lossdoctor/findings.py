@@ -56,6 +56,9 @@ class Finding:
     where: str | None = None
     remedy: str = ""
     source: str = ""  # the check or probe that produced it, e.g. "curves", "probe:lr_range"
+    # The code of the root-cause finding that explains this one (set by the differential): this
+    # finding is a symptom, shown under its cause. None for a root cause or an unexplained finding.
+    explained_by: str | None = None
 
     def __post_init__(self) -> None:
         info = code_info(self.code)
