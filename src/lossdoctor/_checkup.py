@@ -25,10 +25,11 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .evidence import Curves
-from .findings import Finding, Report
+from .assemble import build_report
+from .curves import CHANCE_LEVEL_META, judge
+from .evidence import Curves, RunFacts
+from .findings import Report
 from .internal import report_internal_error
-from .probes import checks as _checks  # noqa: F401 - registers the @check("probes") decisions
 from .probes.ablations import run_ablation
 from .probes.batchnorm import run_batchnorm_gradient_check
 from .probes.checks import SAFE_LR_VARIANTS, ProbeEvidence, confounded, inconclusive, rule_out, safe_lr_name
@@ -40,7 +41,7 @@ from .probes.recipe import (Recipe, batchnorm_layers, dropout_layers, normalize_
                             recurrent_dropouts)
 from .probes.result import ProbeResult
 from .probes.subset import run_subset
-from .registry import run_checks
+from .registry import Evidence
 
 # Steps per training run: at least enough for a loss curve to say something, at most what a short
 # probe needs on digits-sized problems (more would spend the budget without changing the verdict).
@@ -136,33 +137,30 @@ def _call_room(notes: list[str], what: str, fn: Callable[[], Any]) -> Any:
     return None
 
 
-def _model_and_data_checks(recipe: Recipe, notes: list[str], baseline: bool) -> list[Report]:
-    reports = []
+def _model_and_data_facts(recipe: Recipe, notes: list[str], baseline: bool) -> tuple[Any, Any]:
+    """The data profile and the model inspection (plain facts; their checks run with the probes')."""
     if not baseline:
         notes.append(f"data checks: the cross-validated baseline (no-signal permutation test, label noise) "
                      f"skipped: it needs a budget of at least {DATA_BASELINE_MIN_BUDGET:g} s "
                      "(or cross_validate=True)")
 
-    def data_check():
-        from .data import check_data
+    def data_facts():
+        from .data import profile_data
 
         X = recipe.X.reshape(recipe.n_train, -1)
-        return check_data(X, recipe.y, groups=recipe.groups, task=recipe.task, baseline=baseline)
+        return profile_data(X, recipe.y, groups=recipe.groups, task=recipe.task, baseline=baseline)
 
-    def model_check():
-        from .model import check_model
+    def model_facts():
+        from .model import inspect_model
 
         model = recipe.fresh_model()
         rows = min(recipe.n_train, 256)
-        return check_model(model, sample_input=recipe.X[:rows], loss_fn=recipe.loss_fn, targets=recipe.y[:rows],
-                           optimizer=recipe.make_optimizer(model))
+        return inspect_model(model, sample_input=recipe.X[:rows], loss_fn=recipe.loss_fn, targets=recipe.y[:rows],
+                             optimizer=recipe.make_optimizer(model))
 
-    for what, fn in (("data checks (lossdoctor.data.check_data)", data_check),
-                     ("model checks (lossdoctor.model.check_model)", model_check)):
-        rep = _call_room(notes, what, fn)
-        if rep is not None:
-            reports.append(rep)
-    return reports
+    data = _call_room(notes, "data profile (lossdoctor.data.profile_data)", data_facts)
+    model = _call_room(notes, "model inspection (lossdoctor.model.inspect_model)", model_facts)
+    return data, model
 
 
 def _facts(recipe: Recipe) -> dict[str, Any]:
@@ -237,10 +235,9 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, pinned_
     variants.append("other_optimizer")
     has_bn = bool(facts["batchnorm"])
     total = 6 + len(variants) + has_bn
-    room_reports: list[Report] = []
     with _Progress(progress, total) as bar:
         bar.start("model and data checks")
-        room_reports += _model_and_data_checks(recipe, notes, cross_validate)
+        data_facts, model_facts = _model_and_data_facts(recipe, notes, cross_validate)
         bar.done()
         # runs: baseline, subset, the ablations, half a run for one batch, the range test
         n_runs = 2 + len(variants) + OVERFIT_SHARE + LR_RANGE_STEPS / MAX_STEPS + MONITOR_SHARE
@@ -266,10 +263,8 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, pinned_
         train_run(recipe, label="monitored", steps=min(steps, MONITOR_MAX_STEPS), seed=seed, deadline=monitor_deadline,
                   setup=lambda m, o: _start_monitor(m, o, recipe, watch_holder, notes),
                   on_step=lambda loss: _monitor_step(watch_holder, loss), stop_on_non_finite=False)
-        monitor_report = _call_room(notes, "live monitor read-out", lambda: watch_holder["watch"].report()) \
+        stats = _call_room(notes, "live monitor read-out", lambda: watch_holder["watch"].stats()) \
             if "watch" in watch_holder else None
-        if monitor_report is not None:
-            room_reports.append(monitor_report)
         bar.done()
 
         def probe(name: str, cost_steps: float, fn: Callable[[], ProbeResult]) -> None:
@@ -306,13 +301,14 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, pinned_
         if has_bn:
             probe("batchnorm_out", 10, lambda: run_batchnorm_gradient_check(recipe, seed))
 
-    findings: list[Finding] = run_checks("probes", ev)
-    for rep in room_reports:
-        findings += rep.findings
-    verdict, events, curve_findings, curve_evidence = _judge_curves(base, notes, ev.chance_loss)
-    findings += _unsettled(curve_findings, findings, ev)
-    findings = _differential(findings)
-    report = Report(verdict=verdict, findings=findings, source="checkup", events=events)
+    curves = _baseline_curves(base, ev.chance_loss)
+    analysis = _call_room(notes, "curve analysis (lossdoctor.curves.judge)", lambda: judge(curves))
+    run = RunFacts(framework="pytorch", optimizer=facts["optimizer"], lr=facts["lr"], grad_clip=recipe.grad_clip,
+                   weight_decay=facts["weight_decay"], dropout=dict(facts["dropout"]), task=recipe.task)
+    evidence = Evidence(curves=curves, analysis=analysis, model=model_facts, data=data_facts, stats=stats,
+                        probes=ev, run=run)
+    plots = _plots(ev, base, data_facts, stats)
+    report = build_report(evidence, source="checkup", plots=plots)
     serious = {f.code for f in report.findings if f.severity != "info"}
     report.ruled_out = [r for r in rule_out(ev) if r.code not in serious]
     undecided = inconclusive(ev)
@@ -321,74 +317,15 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, pinned_
     for r in ev.results.values():
         if not r.ran:
             notes.append(f"{r.name}: {r.note}")
-    report.metadata = {
+    report.metadata.update({
         "budget_s": budget_s, "elapsed_s": round(budget.elapsed, 2), "steps_per_run": steps,
         "seconds_per_step": per_step, "seed": seed, "recipe": facts,
         "probes": {n: {"ran": r.ran, "note": r.note, "seconds": round(r.seconds, 3),
                        **({k: v for k, v in r.data.items() if k not in ("losses", "raw_losses", "lrs")})}
                    for n, r in ev.results.items()},
-        "inconclusive": undecided, "chance_loss": ev.chance_loss, "verdict_evidence": curve_evidence,
-        "notes": notes,
-    }
-    report.plots = _plots(ev, base, room_reports)
+        "inconclusive": undecided, "chance_loss": ev.chance_loss, "notes": notes,
+    })
     return report
-
-
-# Findings of other rooms that name the mechanism a re-initialization cures (dead units, vanishing
-# or exploding gradients): more specific than "the init", so the probe's bad_init yields to them.
-MECHANISM_CODES = ("grad.dead_relu", "grad.vanishing", "grad.exploding")
-# Data findings that explain "fits a subset, not the full data" better than a lack of capacity.
-DATA_EXPLANATIONS = ("data.label_noise", "data.no_signal", "data.non_finite")
-# Symptoms a too-high learning rate produces; when the range test convicts the rate and the
-# baseline diverged or failed, the rate is ranked above them (they are what such a rate does).
-LR_SYMPTOM_CODES = ("grad.dead_relu", "grad.exploding", "grad.non_finite", "model.logit_overflow")
-# Symptoms of inputs on the wrong scale, and the data findings that name that scale as the cause.
-SCALE_SYMPTOM_CODES = ("model.logit_overflow", "grad.exploding")
-SCALE_CAUSE_CODES = ("data.unnormalized", "data.mixed_units")
-# Confidence a probe finding keeps when a more specific one explains the same observation.
-YIELD_CONFIDENCE = 0.5
-
-
-def _unsettled(curve_findings: list[Finding], probe_findings: list[Finding], ev: ProbeEvidence) -> list[Finding]:
-    """The curve analysis' info findings name the experiment that would settle a cause; inside a
-    checkup, drop those whose experiment has run (the probe found, ruled out or could not decide it)."""
-    settled = {f.code for f in probe_findings if f.source.startswith("probe:")}
-    settled |= {r.code for r in rule_out(ev)}
-    settled |= {code for u in inconclusive(ev) for code in u["codes"]}
-    if ev.get("lr_range"):
-        settled |= {"optim.lr_too_high", "optim.lr_too_low"}
-    return [f for f in curve_findings if f.severity != "info" or f.code not in settled]
-
-
-def _differential(findings: list[Finding]) -> list[Finding]:
-    """Order causes that explain the same observation: the specific one first, the other kept as a candidate."""
-    serious = {f.code for f in findings if f.severity != "info" and not f.source.startswith("probe:")}
-    out = []
-    for f in findings:
-        explained_by = None
-        if f.source == "probe:ablation" and f.code == "model.bad_init":
-            explained_by = [c for c in MECHANISM_CODES if c in serious]
-        elif f.source == "probe:subset" and f.code == "data.too_large":
-            explained_by = [c for c in DATA_EXPLANATIONS if c in serious]
-        if explained_by:
-            f.confidence = min(f.confidence, YIELD_CONFIDENCE)
-            f.evidence["more_specific"] = explained_by
-        if f.code in SCALE_SYMPTOM_CODES:
-            scale = [c for c in SCALE_CAUSE_CODES if c in serious]
-            if scale:  # huge inputs make huge logits/gradients: normalizing the data fixes both
-                f.severity = "warning" if f.severity == "error" else f.severity
-                f.confidence = min(f.confidence, YIELD_CONFIDENCE)
-                f.evidence["likely_caused_by"] = scale
-        if f.source == "probe:lr_range" and f.code == "optim.lr_too_high" and (
-                f.evidence.get("baseline_diverged") or f.evidence.get("baseline_failed")):
-            symptoms = [g for g in findings if g.code in LR_SYMPTOM_CODES and not g.source.startswith("probe:")
-                        and g.severity != "info"]
-            if symptoms:  # the rate that produces them is the cause to fix first
-                f.severity = "error"
-                f.confidence = max(f.confidence, min(0.99, max(g.confidence for g in symptoms) + 0.01))
-                f.evidence["explains"] = sorted({g.code for g in symptoms})
-        out.append(f)
-    return out
 
 
 def _complete(result: ProbeResult, planned: int) -> ProbeResult:
@@ -428,27 +365,17 @@ def _monitor_step(holder: dict, loss) -> None:
             holder.pop("watch", None)
 
 
-def _judge_curves(run, notes: list[str], chance_loss: float | None = None):
-    """The verdict from the baseline run's loss curve (lossdoctor.curves.analyze_curves), told the
-    chance level (a curve that ends there has learned nothing, however far it fell)."""
+def _baseline_curves(run, chance_loss: float | None = None) -> Curves:
+    """The baseline run's loss curve, told the chance level (a curve that ends there has learned
+    nothing, however far it fell)."""
     curves = Curves(run="checkup: your setting", source="checkup",
-                    meta={"chance_loss": chance_loss} if chance_loss is not None else {})
+                    meta={CHANCE_LEVEL_META: chance_loss} if chance_loss is not None else {})
     curves.add("train_loss", np.arange(1, len(run.losses) + 1), run.losses)
-
-    def analyze():
-        from .curves import analyze_curves
-
-        return analyze_curves(curves)
-
-    analysis = _call_room(notes, "curve analysis (lossdoctor.curves.analyze_curves)", analyze)
-    if analysis is None:
-        return None, [], [], {}
-    return analysis.verdict, list(analysis.events or []), list(analysis.findings or []), dict(analysis.evidence or {})
+    return curves
 
 
-def _plots(ev: ProbeEvidence, base, room_reports: list[Report] = ()) -> dict[str, Any]:
-    plots: dict[str, Any] = {"curves": {"train_loss": {"steps": list(range(1, len(base.losses) + 1)),
-                                                       "values": base.losses}}}
+def _plots(ev: ProbeEvidence, base, data_facts=None, stats=None) -> dict[str, Any]:
+    plots: dict[str, Any] = {}
     rng = ev.get("lr_range")
     if rng:
         plots["lr_range"] = {k: rng.data.get(k) for k in ("lrs", "losses", "suggested_lr", "current_lr")}
@@ -456,13 +383,16 @@ def _plots(ev: ProbeEvidence, base, room_reports: list[Report] = ()) -> dict[str
             for name, r in ev.results.items() if name.startswith("ablation:") and r.ran]
     if runs:
         plots["ablations"] = {"baseline": {"label": "your setting", "losses": base.losses}, "runs": runs}
-    # the rooms that ran along draw their own evidence: the data checks' feature_scales and
-    # group_scales, the monitor's grad_norms and dead_units (the checkup's curves come first)
-    for rep in room_reports:
-        for key, value in (rep.plots or {}).items():
-            if key == "curves":
-                continue  # the monitored copy's curve repeats the baseline's
-            plots.setdefault(key, value)
+    # the rooms that ran along draw their own evidence: the data profile's feature and group scales,
+    # the monitor's gradient norms and dead units (the monitored copy's loss curve repeats the baseline's)
+    if data_facts is not None:
+        from .data.profile import data_plots
+
+        plots.update(data_plots(data_facts))
+    if stats is not None:
+        from .monitor.stats import stats_plots
+
+        plots.update({k: v for k, v in stats_plots(stats).items() if k != "curves"})
     return plots
 
 

@@ -68,3 +68,43 @@ class Curves:
         s = Series(name, steps, values)
         self.series[name] = s
         return s
+
+
+@dataclass
+class RunFacts:
+    """What an entry point knows about the run itself, beyond its curves: the framework, the
+    optimizer and its settings, the regularization, and the task. Every field may be unknown (None);
+    the checks that need one say so by returning nothing without it."""
+
+    framework: str = "pytorch"  # pytorch | lightning | huggingface | keras
+    optimizer: str | None = None  # the optimizer's class name
+    lr: float | None = None  # the learning rate the user set (the peak when a schedule ramps it)
+    grad_clip: float | None = None  # the max total gradient norm clipped to; None: no clipping
+    weight_decay: float | None = None
+    dropout: dict[str, float] = field(default_factory=dict)  # dropout layer -> rate (0 excluded)
+    task: str | None = None  # classification | regression
+    num_classes: int | None = None  # the output width of a classifier (chance loss = ln K)
+    loss: str | None = None  # the loss's kind (cross_entropy, mse, ...) when known
+    inputs: str | None = None  # features | token_ids | images, when known
+    extra: dict[str, Any] = field(default_factory=dict)  # anything else an adapter wants to show
+
+    @classmethod
+    def of_torch(cls, framework: str, model: Any = None, optimizer: Any = None, grad_clip: float | None = None,
+                 **known: Any) -> "RunFacts":
+        """The facts a PyTorch model and optimizer show (read by duck typing: no torch import here)."""
+        groups = getattr(optimizer, "param_groups", None) or []
+        lrs = [float(g["lr"]) for g in groups if isinstance(g.get("lr"), (int, float))]
+        decays = [float(g.get("weight_decay") or 0.0) for g in groups]
+        dropout = {}
+        for name, module in getattr(model, "named_modules", lambda: [])():
+            rate = getattr(module, "p", None)
+            if "Dropout" in type(module).__name__ and isinstance(rate, float) and rate > 0:
+                dropout[name or type(module).__name__] = rate
+        return cls(framework=framework, optimizer=type(optimizer).__name__ if optimizer is not None else None,
+                   lr=max(lrs) if lrs else None, grad_clip=grad_clip, weight_decay=max(decays) if decays else None,
+                   dropout=dropout, **known)
+
+    @property
+    def regularized(self) -> bool:
+        """Whether the run has any regularization a check could blame (dropout or weight decay)."""
+        return bool(self.dropout) or bool(self.weight_decay)

@@ -216,10 +216,12 @@ class Report:
 
 
 def ranked(findings: Iterable[Finding]) -> list[Finding]:
-    """Errors before warnings before info; within a severity, the most confident first.
+    """Root causes first, each followed by the symptoms it explains; errors before warnings before
+    info, and within a severity the most confident first.
 
     One finding per (code, where): when two sources report the same cause at the same place, the
     more severe / more confident one is kept and the other's evidence is merged under its source.
+    A finding whose ``explained_by`` names a code that no kept finding has is ranked as a root.
     """
     best: dict[tuple[str, str | None], Finding] = {}
     for f in sorted(findings, key=Finding.sort_key):
@@ -228,4 +230,19 @@ def ranked(findings: Iterable[Finding]) -> list[Finding]:
             best[key] = f
         elif f.source and f.source != best[key].source:
             best[key].evidence.setdefault("also_seen_by", {})[f.source] = f.evidence
-    return sorted(best.values(), key=Finding.sort_key)
+    kept = sorted(best.values(), key=Finding.sort_key)
+    codes = {f.code for f in kept}
+    roots = [f for f in kept if f.explained_by is None or f.explained_by not in codes or f.explained_by == f.code]
+    out: list[Finding] = []
+    placed: set[int] = set()
+    for root in roots:
+        if id(root) in placed:
+            continue
+        out.append(root)
+        placed.add(id(root))
+        for symptom in kept:  # the symptoms of this root's code, in rank order, right under it
+            if symptom.explained_by == root.code and id(symptom) not in placed and symptom.code != root.code:
+                out.append(symptom)
+                placed.add(id(symptom))
+    out.extend(f for f in kept if id(f) not in placed)  # a chain (a symptom of a symptom) keeps its rank
+    return out

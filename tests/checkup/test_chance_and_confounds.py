@@ -45,7 +45,7 @@ def test_a_baseline_that_blows_up_and_settles_at_chance_is_not_converging_and_pr
     base = report.metadata["probes"]["baseline"]["run"]
     assert base["final_loss"] >= 0.9 * chance  # the premise: the run learned nothing
     assert report.verdict in ("stalled", "underfitting", "diverging"), report.verdict
-    assert report.metadata["verdict_evidence"]["chance_level"] == pytest.approx(chance, rel=1e-4)
+    assert report.metadata["curve_evidence"]["chance_level"] == pytest.approx(chance, rel=1e-4)
     # both runs of the dropout ablation failed at lr 1.0: never "ruled out" on that evidence
     ruled = {r.code: r for r in report.ruled_out}
     undecided = {c for u in report.metadata["inconclusive"] for c in u["codes"]}
@@ -57,7 +57,7 @@ def test_a_baseline_that_blows_up_and_settles_at_chance_is_not_converging_and_pr
     assert report.metadata["probes"]["ablation:no_regularization@suggested_lr"]["ran"]
     assert not ({"optim.lr_too_high", "optim.lr_too_low"} & set(ruled))
     # ... and the range test alone still names the rate: lr 1.0 is a decade past its loss minimum
-    high = [f for f in report.findings if f.code == "optim.lr_too_high" and f.source == "probe:lr_range"]
+    high = [f for f in report.findings if f.code == "optim.lr_too_high" and f.source == "probe:learning_rate_off"]
     assert high and high[0].severity == "error", report.codes  # ranked above the symptoms it produces
     assert report.top.code == "optim.lr_too_high"
     past = high[0].evidence["user_lr"] / high[0].evidence["min_loss_lr"]
@@ -77,7 +77,7 @@ def test_a_healthy_recipe_with_light_dropout_still_rules_regularization_out_by_e
                      nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=1e-3),
                      val=(torch.tensor(scaler.transform(X_val), dtype=torch.float32), torch.tensor(y_val)), **PINNED)
     assert report.verdict == "converging" and report.warnings() == []
-    assert report.metadata["verdict_evidence"]["chance_level"] > report.metadata["verdict_evidence"]["end_level"]
+    assert report.metadata["curve_evidence"]["chance_level"] > report.metadata["curve_evidence"]["end_level"]
     by = {r.code: r.by for r in report.ruled_out}
     assert by["model.regularization_too_strong"] == "probe:ablation:no_regularization"
     assert report.metadata["inconclusive"] == []

@@ -31,7 +31,7 @@ def test_noisy_small_batch_healthy_runs_are_converging_for_several_seeds(train_d
         rec = train_digits("healthy", steps=400, batch=4, eval_every=40, seed=seed)
         assert np.std(np.diff(rec["loss"][200:])) > 0.1  # the noise really is there
         report = diagnose_curves(to_curves(rec))
-        assert report.verdict == "converging", report.metadata["evidence"]
+        assert report.verdict == "converging", report.metadata["curve_evidence"]
         assert report.warnings() == []
 
 
@@ -142,7 +142,7 @@ def test_report_carries_source_metadata_events_and_plots_and_round_trips(trainin
     assert report.exit_code == 1
     again = Report.from_json(report.to_json())
     assert again.verdict == report.verdict and again.codes == report.codes
-    assert json.loads(report.to_json())["metadata"]["evidence"]["divergence_step"] == report.metadata["evidence"]["divergence_step"]
+    assert json.loads(report.to_json())["metadata"]["curve_evidence"]["divergence_step"] == report.metadata["curve_evidence"]["divergence_step"]
 
 
 def test_unsorted_steps_give_the_same_verdict(trainings, to_curves):

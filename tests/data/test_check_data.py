@@ -12,7 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from lossdoctor.data import check_data, profile_data
 from lossdoctor.errors import InputError
-from lossdoctor.registry import run_checks
+from lossdoctor.registry import Evidence, run_checks
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_forty_percent_flipped_labels_are_found_and_clean_labels_are_not(digits)
     assert np.isin(flagged, flipped).mean() >= 0.9  # the examples really are flipped labels
     clean = profile_data(X, y)
     assert clean.label_noise.share < 0.1
-    assert not [f for f in run_checks("data", clean) if f.code == "data.label_noise"]
+    assert not [f for f in run_checks(Evidence(data=clean))[0] if f.code == "data.label_noise"]
 
 
 def test_nan_constant_column_and_conflicting_duplicates_are_reported(cancer):

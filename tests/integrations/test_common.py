@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from lossdoctor.integrations._common import CurveRecorder, regularization_findings
+from lossdoctor.integrations._common import CurveRecorder
 
 
 def test_recorder_sorts_steps_averages_repeats_and_keeps_nan_visible():
@@ -17,12 +17,3 @@ def test_recorder_sorts_steps_averages_repeats_and_keeps_nan_visible():
     assert list(curves.train.steps) == [1.0, 2.0]
     assert curves.train.values[0] == 3.0 and math.isnan(curves.train.values[1])
     assert list(curves.get("grad_norm").values) == [3.0]
-
-
-def test_high_dropout_is_a_finding_only_when_the_run_does_not_fit():
-    rates = {"drop1": 0.9, "drop2": 0.1}
-    finding, = regularization_findings(rates, "underfitting", source="test")
-    assert finding.code == "model.regularization_too_strong" and finding.severity == "warning"
-    assert finding.evidence["dropout_rates"] == {"drop1": 0.9}
-    assert regularization_findings(rates, "converging", source="test") == []
-    assert regularization_findings({"drop": 0.2}, "stalled", source="test") == []

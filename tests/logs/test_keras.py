@@ -44,7 +44,7 @@ def test_healthy_fit_converges_and_shuffled_labels_overfit_from_best_epoch(keras
     assert healthy.verdict == "converging" and healthy.warnings() == []
     report = diagnose(keras_logs["shuffled"])
     assert report.verdict == "overfitting"
-    ev = report.metadata["evidence"]
+    ev = report.metadata["curve_evidence"]
     (curves,) = read_runs(keras_logs["shuffled"])
     best_epoch = curves.val.steps[int(np.argmin(curves.val.values))]
     assert abs(ev["overfit_onset_step"] - best_epoch) <= 1  # a running median of 3 epochs

@@ -74,6 +74,6 @@ def test_each_version_is_a_run_healthy_converges_dropout_does_not(lightning_logs
     assert healthy["verdict"] == "converging"
     assert all(f["severity"] == "info" for f in healthy["findings"])
     assert dropout["verdict"] in ("underfitting", "stalled")
-    assert dropout["metadata"]["evidence"]["plateau_level"] > 3 * healthy["metadata"]["evidence"]["end_level"]
+    assert dropout["metadata"]["curve_evidence"]["plateau_level"] > 3 * healthy["metadata"]["curve_evidence"]["end_level"]
     assert "model.regularization_too_strong" in {f["code"] for f in dropout["findings"]}
     assert code == 1

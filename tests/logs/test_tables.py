@@ -109,7 +109,7 @@ def test_non_finite_spellings_in_csv_are_data_not_errors(tmp_path, runs, spellin
     assert code == 1 and err == ""
     report = json.loads(out)
     assert report["verdict"] == "non_finite"
-    assert report["metadata"]["evidence"]["first_non_finite_step"] == rec["steps"][bad]
+    assert report["metadata"]["curve_evidence"]["first_non_finite_step"] == rec["steps"][bad]
 
 
 def test_jsonl_with_nan_infinity_and_null_is_read_as_data(tmp_path, runs):

@@ -47,7 +47,7 @@ def test_healthy_run_converges_and_nan_run_is_non_finite(tb_dir):
     bad = reports["lr_nan"]
     assert bad.verdict == "non_finite"
     first = records["lr_nan"]["steps"][int(np.argmax(~np.isfinite(records["lr_nan"]["loss"])))]
-    assert bad.metadata["evidence"]["first_non_finite_step"] == first
+    assert bad.metadata["curve_evidence"]["first_non_finite_step"] == first
     assert bad.has("optim.lr_too_high", "warning")
 
 

@@ -2,15 +2,25 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..evidence import GRAD_NORM, LEARNING_RATE, Curves
+from ..evidence import GRAD_NORM, LEARNING_RATE, Curves, RunFacts
 from ..findings import Event, Finding
 from ..registry import check
 from .smoothing import END_FRACTION, smooth, sorted_series
 from .verdict import MIN_VAL_POINTS, CurveAnalysis
+
+if TYPE_CHECKING:
+    from ..model.facts import ModelFacts
+
+# The "not settled by the log" hints of a run that does not learn rank by how often each cause is
+# the answer when nothing else is known: the rate first, then the data's floor, then
+# regularization (named only when the run is not known to have none).
+LR_HINT_CONFIDENCE = 0.25
+NO_SIGNAL_HINT_CONFIDENCE = 0.2
+REGULARIZATION_HINT_CONFIDENCE = 0.15
 
 # Warm-up: the learning rate starts below half its peak and reaches the peak after the first point.
 WARMUP_START_FRACTION = 0.5
@@ -58,10 +68,10 @@ def _lr_at(curves: Curves, step: float) -> float | None:
     return float(values[max(i, 0)])
 
 
-@check("curves")
-def divergence_after_warmup(curves: Curves, *, analysis: CurveAnalysis | None = None, **_: Any) -> list[Finding]:
+@check
+def divergence_after_warmup(curves: Curves, analysis: CurveAnalysis) -> list[Finding | Event]:
     """Diverging curves point to a learning rate that is too high; right after warm-up, strongly."""
-    if analysis is None or analysis.verdict != "diverging":
+    if analysis.verdict != "diverging":
         return []
     ev = analysis.evidence
     step = float(ev["divergence_step"])
@@ -79,13 +89,12 @@ def divergence_after_warmup(curves: Curves, *, analysis: CurveAnalysis | None = 
         evidence.update(warmup_end_step=warm["warmup_end_step"], peak_lr=warm["peak_lr"],
                         steps_after_warmup=after, window=window)
         if -0.5 * warm_len <= after <= window:
-            analysis.events.append(Event("warmup_end", warm["warmup_end_step"], warm["peak_lr"],
-                                         f"learning rate reached its peak {warm['peak_lr']:.3g}"))
             target = warm["peak_lr"] / 10
-            return [Finding(
+            return [Event("warmup_end", warm["warmup_end_step"], warm["peak_lr"],
+                          f"learning rate reached its peak {warm['peak_lr']:.3g}"), Finding(
                 "optim.lr_too_high", "error", 0.85,
                 title="The loss diverged right after warm-up reached the peak learning rate",
-                evidence=evidence, where=f"step {step:g}", source="curves",
+                evidence=evidence, where=f"step {step:g}",
                 remedy=(f"Lower the peak learning rate from {warm['peak_lr']:.3g} to about {target:.2g} "
                         f"(or run a learning-rate range test and take a little below where the loss blows "
                         f"up), and resume from a checkpoint before step {step:g}."),
@@ -94,17 +103,17 @@ def divergence_after_warmup(curves: Curves, *, analysis: CurveAnalysis | None = 
     return [Finding(
         "optim.lr_too_high", "warning", 0.55,
         title="The loss fell, then turned up and stayed up: typical of a learning rate that is too high",
-        evidence=evidence, where=f"step {step:g}", source="curves",
+        evidence=evidence, where=f"step {step:g}",
         remedy=(f"Lower the learning rate 10x{lr_text} and rerun from a checkpoint before step {step:g}. "
                 "The log cannot settle it alone: if the rerun still turns up at the same place, look at the "
                 "data around that step instead."),
     )]
 
 
-@check("curves")
-def nan_loss_causes(curves: Curves, *, analysis: CurveAnalysis | None = None, **_: Any) -> list[Finding]:
+@check
+def nan_loss_causes(curves: Curves, analysis: CurveAnalysis) -> list[Finding | Event]:
     """A NaN/Inf loss: the learning rate or a softmax overflow, or NaN data when it is NaN from step one."""
-    if analysis is None or analysis.verdict != "non_finite":
+    if analysis.verdict != "non_finite":
         return []
     ev = analysis.evidence
     step = float(ev["first_non_finite_step"])
@@ -119,7 +128,7 @@ def nan_loss_causes(curves: Curves, *, analysis: CurveAnalysis | None = None, **
         findings.append(Finding(
             "data.non_finite", "warning", 0.5,
             title="The loss is NaN/Inf from the first logged step: suspect the inputs or targets",
-            evidence=evidence, where=f"step {step:g}", source="curves",
+            evidence=evidence, where=f"step {step:g}",
             remedy=("Check the data for NaN/Inf before training (`lossdoctor.check_data(X, y)`); if the data "
                     "is clean, the model's initialization or loss produces it (run `lossdoctor checkup`)."),
         ))
@@ -129,14 +138,14 @@ def nan_loss_causes(curves: Curves, *, analysis: CurveAnalysis | None = None, **
         "optim.lr_too_high", "warning", 0.7 if rose else 0.5,
         title=("The loss climbed and then became NaN/Inf: typical of a learning rate that is too high"
                if rose else "The loss became NaN/Inf: a learning rate that is too high is the usual cause"),
-        evidence=evidence, where=f"step {step:g}", source="curves",
+        evidence=evidence, where=f"step {step:g}",
         remedy=(f"Experiment that settles it: rerun from a checkpoint before step {step:g} with the learning "
                 f"rate lowered{lr_text}. If the loss stays finite, the learning rate was the cause."),
     ))
     findings.append(Finding(
         "model.logit_overflow", "info", 0.35,
         title="A softmax overflow (exp of a large logit = Inf) can also produce this NaN",
-        evidence={**evidence, "float32_exp_limit": FLOAT32_EXP_LIMIT}, where=f"step {step:g}", source="curves",
+        evidence={**evidence, "float32_exp_limit": FLOAT32_EXP_LIMIT}, where=f"step {step:g}",
         remedy=(f"Experiment that settles it: log the largest |logit| in the steps before {step:g} (or run "
                 f"`lossdoctor checkup`, which names the first module that turns NaN). Values near "
                 f"{FLOAT32_EXP_LIMIT} confirm overflow: feed raw logits to CrossEntropyLoss (no softmax in the "
@@ -145,8 +154,8 @@ def nan_loss_causes(curves: Curves, *, analysis: CurveAnalysis | None = None, **
     return findings
 
 
-@check("curves")
-def exploding_grad_norm(curves: Curves, *, analysis: CurveAnalysis | None = None, **_: Any) -> list[Finding]:
+@check
+def exploding_grad_norm(curves: Curves, analysis: CurveAnalysis) -> list[Finding | Event]:
     """A logged gradient norm that grows by orders of magnitude, or turns Inf/NaN."""
     gn = curves.get(GRAD_NORM)
     if gn is None or len(gn) < MIN_VAL_POINTS:
@@ -164,7 +173,7 @@ def exploding_grad_norm(curves: Curves, *, analysis: CurveAnalysis | None = None
                     "value": float(values[i])}
         return [Finding(
             "grad.exploding", "error", 0.8, title="The gradient norm became Inf/NaN",
-            evidence=evidence, where=f"step {steps[i]:g}", source="curves",
+            evidence=evidence, where=f"step {steps[i]:g}",
             remedy=("Lower the learning rate and fix the initialization scale; clip gradients "
                     "(torch.nn.utils.clip_grad_norm_) only once the learning rate is right."),
         )]
@@ -177,20 +186,66 @@ def exploding_grad_norm(curves: Curves, *, analysis: CurveAnalysis | None = None
     evidence = {"early_grad_norm": early, "peak_grad_norm": peak, "peak_step": float(sm.step[i_peak]),
                 "growth": ratio, "threshold": GRAD_EXPLODE_RATIO}
     severity = "error" if ratio >= GRAD_EXPLODE_ERROR_RATIO else "warning"
-    if analysis is not None:
-        analysis.events.append(Event("grad_norm_explosion", float(sm.step[i_peak]), peak,
-                                     f"gradient norm {ratio:.0f}x its early level"))
-    return [Finding(
-        "grad.exploding", severity, 0.75,
-        title=f"The gradient norm grew {ratio:.0f}x (from {early:.3g} to {peak:.3g})",
-        evidence=evidence, where=f"step {sm.step[i_peak]:g}", source="curves",
-    )]
+    return [
+        Event("grad_norm_explosion", float(sm.step[i_peak]), peak, f"gradient norm {ratio:.0f}x its early level"),
+        Finding("grad.exploding", severity, 0.75,
+                title=f"The gradient norm grew {ratio:.0f}x (from {early:.3g} to {peak:.3g})",
+                evidence=evidence, where=f"step {sm.step[i_peak]:g}"),
+    ]
 
 
-@check("curves")
-def no_progress_causes(curves: Curves, *, analysis: CurveAnalysis | None = None, **_: Any) -> list[Finding]:
-    """Underfitting / stalled: a tiny learning rate shows in the log; the rest needs an experiment."""
-    if analysis is None or analysis.verdict not in ("underfitting", "stalled"):
+# A classifier's loss far above chance (ln K) means confidently wrong predictions, which only large
+# weights produce: a loss that started near chance (a sane initialization) and then rose to twice
+# the chance level blew up. Settling back at chance afterwards is the aftermath: dead or saturated
+# units, a collapsed output. A start above 1.5x chance is itself off (an initialization or
+# output-scale problem), so such a run is not read this way.
+BLOW_UP_OVER_CHANCE = 2.0
+SANE_START_OVER_CHANCE = 1.5
+
+
+@check
+def blew_up_then_stuck_at_chance(curves: Curves, analysis: CurveAnalysis) -> list[Finding | Event]:
+    """A loss that jumped far above chance level and then sat at chance: an oversized step broke the
+    network (the seed: a spike, after which the loss never comes back down)."""
+    ev = analysis.evidence
+    chance = ev.get("chance_level")
+    loss = curves.train if curves.train is not None and len(curves.train) else curves.val
+    if not ev.get("ended_at_chance") or not isinstance(chance, (int, float)) or chance <= 0 or loss is None:
+        return []
+    steps, values = sorted_series(loss)
+    finite = np.isfinite(values)
+    steps, values = steps[finite], values[finite]
+    if values.size < 3:
+        return []
+    start = float(values[0])
+    i_peak = int(np.argmax(values))
+    peak = float(values[i_peak])
+    if i_peak == 0 or start > SANE_START_OVER_CHANCE * chance or peak < BLOW_UP_OVER_CHANCE * chance:
+        return []
+    spike_step = float(steps[i_peak])
+    lr_now = _lr_at(curves, spike_step)
+    evidence = {"start_loss": start, "peak_loss": peak, "spike_step": spike_step, "chance_level": chance,
+                "end_level": ev.get("end_level"), "blow_up_threshold": BLOW_UP_OVER_CHANCE * chance,
+                **({"lr_at_spike": lr_now} if lr_now is not None else {})}
+    lr_text = f" from {lr_now:.3g} to about {lr_now / 10:.2g}" if lr_now else " 10x"
+    return [
+        Event("spike", spike_step, peak, f"loss jumped to {peak:.4g}, {peak / chance:.1f}x chance level"),
+        Finding("optim.lr_too_high", "warning", 0.7,
+                title=(f"The loss jumped to {peak:.3g} ({peak / chance:.1f}x chance) at step {spike_step:g}, "
+                       f"then sat at chance level ({chance:.3g})"),
+                evidence=evidence, where=f"step {spike_step:g}",
+                remedy=(f"Lower the learning rate{lr_text} (or warm it up over more steps) and restart from "
+                        f"the initial weights: after the jump at step {spike_step:g} the network did not "
+                        "recover.")),
+    ]
+
+
+@check
+def no_progress_causes(curves: Curves, analysis: CurveAnalysis, run: RunFacts | None = None,
+                       model: ModelFacts | None = None) -> list[Finding | Event]:
+    """Underfitting / stalled: a tiny learning rate shows in the log; the rest needs an experiment.
+    Regularization is named only where the run is not known to have none."""
+    if analysis.verdict not in ("underfitting", "stalled"):
         return []
     ev = analysis.evidence
     evidence = {"relative_drop": ev.get("relative_drop"), "plateau_level": ev.get("plateau_level"),
@@ -202,30 +257,34 @@ def no_progress_causes(curves: Curves, *, analysis: CurveAnalysis | None = None,
         findings.append(Finding(
             "optim.lr_too_low", "warning", 0.6,
             title=f"The learning rate never exceeded {max_lr:.2g}",
-            evidence={**evidence, "max_lr": max_lr, "threshold": LR_TOO_LOW}, source="curves",
+            evidence={**evidence, "max_lr": max_lr, "threshold": LR_TOO_LOW},
             remedy=f"Raise the learning rate towards 1e-4..1e-1 (e.g. {max_lr * 100:.2g}), guided by a range test.",
         ))
     else:
         findings.append(Finding(
-            "optim.lr_too_low", "info", 0.25,
+            "optim.lr_too_low", "info", LR_HINT_CONFIDENCE,
             title="Not settled by the log: the learning rate may be too low",
-            evidence={**evidence, **({"max_lr": max_lr} if max_lr is not None else {})}, source="curves",
+            evidence={**evidence, **({"max_lr": max_lr} if max_lr is not None else {})},
             remedy=("Experiment that settles it: rerun a few hundred steps at 3x and 10x the learning rate; if "
                     "the loss falls clearly faster, raise it (or run `lossdoctor checkup`, which does this)."),
         ))
     level = ev.get("plateau_level")
     findings.append(Finding(
-        "data.no_signal", "info", 0.2,
+        "data.no_signal", "info", NO_SIGNAL_HINT_CONFIDENCE,
         title="Not settled by the log: the data may not support a lower loss",
-        evidence=evidence, source="curves",
+        evidence=evidence,
         remedy=(f"Experiment that settles it: fit a quick baseline on the same split (`lossdoctor.check_data(X, y)` "
                 f"runs one against a label-permutation null). If it cannot do better than {level}, that level is "
                 "the data's floor and the run has converged; if it does, the model or the optimizer is stuck."),
     ))
+    known_unregularized = (run is not None and not run.regularized) or (
+        model is not None and not model.regularization.dropout and not model.regularization.max_weight_decay)
+    if known_unregularized:
+        return findings
     findings.append(Finding(
-        "model.regularization_too_strong", "info", 0.25,
+        "model.regularization_too_strong", "info", REGULARIZATION_HINT_CONFIDENCE,
         title="Not settled by the log: regularization may keep the model from fitting",
-        evidence=evidence, source="curves",
+        evidence=evidence,
         remedy=("Experiment that settles it: rerun with dropout, weight decay and noise off; if the training "
                 "loss now falls much further, add them back gradually (dropout 0.1, then 0.2)."),
     ))

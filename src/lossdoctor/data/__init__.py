@@ -6,7 +6,6 @@ plain DataFacts it is built from; ``GroupNormalizer`` fits one scaler per group.
 """
 from __future__ import annotations
 
-from . import checks  # noqa: F401 - registers the data checks
 from .facts import (BaselineFacts, ColumnFacts, DataFacts, DuplicateFacts, GroupScaleFacts, LabelNoiseFacts,
                     TargetFacts)
 from .normalize import GroupNormalizer

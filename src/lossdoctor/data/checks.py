@@ -54,20 +54,20 @@ def _judged(facts: DataFacts) -> list[ColumnFacts]:
 
 
 # -- data.non_finite ---------------------------------------------------------------------------
-@check("data")
-def non_finite_values(facts: DataFacts, **_) -> list[Finding]:
+@check
+def non_finite_values(data: DataFacts) -> list[Finding]:
     findings = []
-    y_bad = facts.target.n_nonfinite if facts.target else 0
-    if facts.non_finite or y_bad:
-        total = sum(facts.non_finite.values())
-        worst = sorted(facts.non_finite, key=facts.non_finite.get, reverse=True)
+    y_bad = data.target.n_nonfinite if data.target else 0
+    if data.non_finite or y_bad:
+        total = sum(data.non_finite.values())
+        worst = sorted(data.non_finite, key=data.non_finite.get, reverse=True)
         findings.append(Finding(
             "data.non_finite", "error", 1.0,
             title=f"{total} NaN/Inf value(s) in the features" + (f" and {y_bad} in the targets" if y_bad else "")
             if total else f"{y_bad} NaN/Inf value(s) in the targets",
-            evidence={"columns": {c: facts.non_finite[c] for c in worst[:MAX_LISTED]}, "total": total,
-                      "target_nonfinite": y_bad, "example_rows": facts.non_finite_rows[:10], "threshold": 0},
-            where=_names(worst) if worst else "target", source="check_data:non_finite_values",
+            evidence={"columns": {c: data.non_finite[c] for c in worst[:MAX_LISTED]}, "total": total,
+                      "target_nonfinite": y_bad, "example_rows": data.non_finite_rows[:10], "threshold": 0},
+            where=_names(worst) if worst else "target",
             remedy=(f"Impute or drop the NaN/Inf in {_names(worst)} (e.g. sklearn.impute.SimpleImputer"
                     "(strategy='median'), fitted on the training split)" if worst else "")
                    + ("; " if worst and y_bad else "") + (f"drop the {y_bad} rows without a finite target" if y_bad else "")
@@ -83,44 +83,44 @@ def non_finite_values(facts: DataFacts, **_) -> list[Finding]:
 CONSTANT_FEATURE_CONFIDENCE = 0.3
 
 
-@check("data")
-def constant_columns(facts: DataFacts, **_) -> list[Finding]:
+@check
+def constant_columns(data: DataFacts) -> list[Finding]:
     """Columns with one value on every row: no information, and NaN under a hand-written standardization."""
-    if not facts.constant_columns:
+    if not data.constant_columns:
         return []
-    cols = facts.constant_columns
+    cols = data.constant_columns
     return [Finding(
         "data.constant_feature", "info", CONSTANT_FEATURE_CONFIDENCE,
         title=f"{len(cols)} constant column(s)",
         evidence={"columns": cols[:MAX_LISTED], "count": len(cols), "threshold": "max == min on every row"},
-        where=_names(cols), source="check_data:constant_columns",
+        where=_names(cols),
         remedy=f"Drop {_names(cols)}: they carry no information, and a hand-written (x - mean) / std turns "
                "them into NaN (std 0).",
     )]
 
 
-@check("data")
-def conflicting_duplicates(facts: DataFacts, **_) -> list[Finding]:
-    dup = facts.duplicates
+@check
+def conflicting_duplicates(data: DataFacts) -> list[Finding]:
+    dup = data.duplicates
     if dup is None or dup.n_conflicting_groups == 0:
         return []
-    share = dup.n_conflicting_rows / max(facts.n_rows, 1)
+    share = dup.n_conflicting_rows / max(data.n_rows, 1)
     return [Finding(
         "data.label_noise", "warning" if share > CONFLICT_SHARE_LIMIT else "info", 0.8 if share > CONFLICT_SHARE_LIMIT else 0.5,
         title="Identical inputs carry different labels",
         evidence={"conflicting_sets": dup.n_conflicting_groups, "rows_involved": dup.n_conflicting_rows,
                   "share_of_rows": share, "threshold": CONFLICT_SHARE_LIMIT, "duplicate_rows": dup.n_duplicate_rows,
                   "examples": dup.examples},
-        where="duplicated rows", source="check_data:conflicting_duplicates",
+        where="duplicated rows",
         remedy="Rows with the same features and different labels cannot all be fitted: check how the labels "
                "were joined, deduplicate (keep the majority label), or add the feature that tells them apart.",
     )]
 
 
 # -- data.unnormalized -------------------------------------------------------------------------
-@check("data")
-def unnormalized_scales(facts: DataFacts, **_) -> list[Finding]:
-    cols = _judged(facts)
+@check
+def unnormalized_scales(data: DataFacts) -> list[Finding]:
+    cols = _judged(data)
     if not cols:
         return []
     largest = max(cols, key=lambda c: c.std)
@@ -145,16 +145,16 @@ def unnormalized_scales(facts: DataFacts, **_) -> list[Finding]:
                   "small_std_columns": len(small), "small_std_limit": SMALL_STD_LIMIT,
                   "offset_columns": len(offset), "mean_offset_limit": f"|mean| > {MEAN_OFFSET_LIMIT} x max(std, 1)",
                   "worst": {c.name: {"mean": c.mean, "std": c.std} for c in worst}},
-        where=_names(flagged), source="check_data:unnormalized_scales",
+        where=_names(flagged),
         remedy=f"Standardize the features (sklearn.preprocessing.StandardScaler fitted on the training split): "
                f"{largest.name} has std {largest.std:.3g}, {smallest.name} {smallest.std:.3g}. "
                "Fit the scaler on the training data only and apply the same transform to validation and test.",
     )]
 
 
-@check("data")
-def heavy_tails(facts: DataFacts, **_) -> list[Finding]:
-    tailed = [c for c in _judged(facts) if abs(c.skew) > SKEW_LIMIT and c.n_unique > 10]
+@check
+def heavy_tails(data: DataFacts) -> list[Finding]:
+    tailed = [c for c in _judged(data) if abs(c.skew) > SKEW_LIMIT and c.n_unique > 10]
     if not tailed:
         return []
     positive = [c.name for c in tailed if c.min >= 0]
@@ -168,22 +168,22 @@ def heavy_tails(facts: DataFacts, **_) -> list[Finding]:
         "data.unnormalized", "info", 0.5,
         title=f"{len(tailed)} feature(s) with heavy tails",
         evidence={"skew": {c.name: c.skew for c in tailed[:MAX_LISTED]}, "skew_limit": SKEW_LIMIT},
-        where="heavy tails", source="check_data:heavy_tails",
+        where="heavy tails",
         remedy="A few extreme values set the scale that standardization picks; transform before scaling: "
                + "; ".join(advice) + ".",
     )]
 
 
-@check("data")
-def categories_as_numbers(facts: DataFacts, **_) -> list[Finding]:
+@check
+def categories_as_numbers(data: DataFacts) -> list[Finding]:
     low, high = CATEGORY_CODE_LEVELS
-    coded = [c for c in _judged(facts) if c.integer_valued and low <= c.n_unique <= high
+    coded = [c for c in _judged(data) if c.integer_valued and low <= c.n_unique <= high
              and c.min in (0.0, 1.0) and c.max - c.min + 1 == c.n_unique]
     # when most columns look like this the data is counts or pixels, not categories
-    if len(coded) * 2 > len(facts.columns):
+    if len(coded) * 2 > len(data.columns):
         coded = []
-    grouped = {g.group_col for g in facts.group_scales}
-    text_cols = [c for c in facts.categorical_columns if c not in grouped]
+    grouped = {g.group_col for g in data.group_scales}
+    text_cols = [c for c in data.categorical_columns if c not in grouped]
     if not coded and not text_cols:
         return []
     parts = []
@@ -198,17 +198,17 @@ def categories_as_numbers(facts: DataFacts, **_) -> list[Finding]:
         title="Categorical values fed as numbers" if coded else "Non-numeric columns need an encoding",
         evidence={"integer_codes": {c.name: c.n_unique for c in coded[:MAX_LISTED]},
                   "levels_range": list(CATEGORY_CODE_LEVELS),
-                  "non_numeric": {c: facts.categorical_columns[c] for c in text_cols[:MAX_LISTED]}},
-        where="categorical columns", source="check_data:categories_as_numbers",
+                  "non_numeric": {c: data.categorical_columns[c] for c in text_cols[:MAX_LISTED]}},
+        where="categorical columns",
         remedy="; ".join(parts) + ".",
     )]
 
 
 # -- data.mixed_units --------------------------------------------------------------------------
-@check("data")
-def mixed_units(facts: DataFacts, **_) -> list[Finding]:
+@check
+def mixed_units(data: DataFacts) -> list[Finding]:
     findings = []
-    for g in facts.group_scales:
+    for g in data.group_scales:
         if g.scale_spread < GROUP_SCALE_SPREAD_LIMIT or len(findings) >= 3:
             continue
         order = sorted(range(len(g.groups)), key=lambda i: g.std[i])
@@ -221,7 +221,7 @@ def mixed_units(facts: DataFacts, **_) -> list[Finding]:
                       "largest": {g.groups[hi]: {"mean": g.mean[hi], "std": g.std[hi]}},
                       "smallest": {g.groups[lo]: {"mean": g.mean[lo], "std": g.std[lo]}},
                       "groups_too_small": g.n_small_groups},
-            where=f"{g.value_col} by {g.group_col}", source="check_data:mixed_units",
+            where=f"{g.value_col} by {g.group_col}",
             remedy=f"Normalize {g.value_col} per {g.group_col}: lossdoctor.GroupNormalizer(group_col="
                    f"{g.group_col!r}, value_cols=[{g.value_col!r}]) fitted on the training split "
                    f"({g.groups[hi]!r} has std {g.std[hi]:.3g}, {g.groups[lo]!r} {g.std[lo]:.3g}); a single "
@@ -231,9 +231,9 @@ def mixed_units(facts: DataFacts, **_) -> list[Finding]:
 
 
 # -- data.class_imbalance ----------------------------------------------------------------------
-@check("data")
-def class_imbalance(facts: DataFacts, **_) -> list[Finding]:
-    t = facts.target
+@check
+def class_imbalance(data: DataFacts) -> list[Finding]:
+    t = data.target
     if t is None or t.task != "classification" or len(t.counts) < 2:
         return []
     ratio = max(t.counts) / min(t.counts)
@@ -248,7 +248,7 @@ def class_imbalance(facts: DataFacts, **_) -> list[Finding]:
         title=f"Class {major!r} outnumbers class {minor!r} {ratio:.3g} to 1",
         evidence={"counts": {str(c): n for c, n in zip(t.classes, t.counts)}, "ratio": ratio,
                   "threshold": IMBALANCE_RATIO_LIMIT, "majority_share": max(t.counts) / total},
-        where="target", source="check_data:class_imbalance",
+        where="target",
         remedy=f"Weight the loss by inverse class frequency (CrossEntropyLoss(weight=torch.tensor([...])) with "
                f"weights {dict(list(weights.items())[:MAX_LISTED])}), or resample; judge with balanced accuracy "
                "or per-class recall, not accuracy.",
@@ -262,9 +262,9 @@ def significant(baseline: BaselineFacts) -> bool:
     return baseline.p_value <= limit
 
 
-@check("data")
-def no_signal(facts: DataFacts, **_) -> list[Finding]:
-    b = facts.baseline
+@check
+def no_signal(data: DataFacts) -> list[Finding]:
+    b = data.baseline
     if b is None or significant(b):
         return []
     tree = b.nonlinear
@@ -278,7 +278,7 @@ def no_signal(facts: DataFacts, **_) -> list[Finding]:
                             "p_value": r.p_value, "scoring": r.scoring} for r in runs}
                  | {"p_limit": NO_SIGNAL_P_LIMIT, "p_limit_after_99_permutations": EXTENDED_P_LIMIT,
                     "permutations": b.n_permutations, "folds": b.folds, "rows": b.rows},
-        where="target", source="check_data:no_signal",
+        where="target",
         remedy=f"The data may not support this prediction: {b.model} scores {b.score:.3g} {b.scoring} against "
                f"{b.chance_level:.3g} with shuffled labels (p = {b.p_value:.2g}). Check that labels are joined to "
                "the right rows and features are extracted correctly before tuning the network; then look for more "
@@ -287,9 +287,9 @@ def no_signal(facts: DataFacts, **_) -> list[Finding]:
 
 
 # -- data.label_noise --------------------------------------------------------------------------
-@check("data")
-def label_noise(facts: DataFacts, **_) -> list[Finding]:
-    ln = facts.label_noise
+@check
+def label_noise(data: DataFacts) -> list[Finding]:
+    ln = data.label_noise
     if ln is None or ln.share < LABEL_NOISE_SHARE_LIMIT:
         return []
     severe = ln.share >= LABEL_NOISE_SEVERE_SHARE
@@ -299,7 +299,7 @@ def label_noise(facts: DataFacts, **_) -> list[Finding]:
         evidence={"share_flagged": ln.share, "flagged": ln.n_flagged, "examined": ln.n_examined,
                   "threshold": LABEL_NOISE_SHARE_LIMIT, "oof_accuracy": ln.oof_accuracy,
                   "example_indices": ln.indices[:20], "method": ln.method},
-        where="labels", source="check_data:label_noise",
+        where="labels",
         remedy=f"Review the flagged rows first (most suspicious: {ln.indices[:10]}); relabel or drop them, or train "
                "with a noise-robust loss (e.g. CrossEntropyLoss(label_smoothing=0.1)). "
                "cleanlab.filter.find_label_issues gives the full ranked list. Confident learning trusts the "

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..findings import Report
-from ..registry import run_checks
+from ..registry import Evidence, diagnose_evidence
 from .baseline import (BASELINE_FOLDS, BASELINE_MAX_ROWS, LABEL_NOISE_FOLDS, MAX_ONE_HOT_LEVELS, find_label_noise,
                        no_signal_baseline)
 from .facts import ColumnFacts, DataFacts, DuplicateFacts, GroupScaleFacts, TargetFacts
@@ -315,13 +315,8 @@ def profile_data(X: Any, y: Any = None, groups: Any = None, task: str | None = N
     )
 
 
-def check_data(X: Any, y: Any = None, groups: Any = None, task: str | None = None, *, baseline: bool = True,
-               random_state: int = 0) -> Report:
-    """Check a dataset before training; returns a Report (verdict None) with data.* findings."""
-    from . import checks  # noqa: F401 - registers the data checks
-
-    facts = profile_data(X, y, groups, task, baseline=baseline, random_state=random_state)
-    findings = run_checks("data", facts)
+def data_plots(facts: DataFacts) -> dict[str, Any]:
+    """The plot data of a data profile (Report.plots keys ``feature_scales`` and ``group_scales``)."""
     plots: dict[str, Any] = {}
     if facts.columns:
         plots["feature_scales"] = {"features": [c.name for c in facts.columns], "std": [c.std for c in facts.columns],
@@ -330,6 +325,15 @@ def check_data(X: Any, y: Any = None, groups: Any = None, task: str | None = Non
         g = facts.group_scales[0]
         plots["group_scales"] = {"value_col": g.value_col, "group_col": g.group_col, "groups": g.groups,
                                  "std": g.std, "mean": g.mean}
+    return plots
+
+
+def check_data(X: Any, y: Any = None, groups: Any = None, task: str | None = None, *, baseline: bool = True,
+               random_state: int = 0) -> Report:
+    """Check a dataset before training; returns a Report (verdict None) with data.* findings."""
+    facts = profile_data(X, y, groups, task, baseline=baseline, random_state=random_state)
+    findings = diagnose_evidence(Evidence(data=facts)).findings
+    plots = data_plots(facts)
     b = facts.baseline
     return Report(
         verdict=None, findings=findings, source="check_data", plots=plots,

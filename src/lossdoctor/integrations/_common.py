@@ -122,16 +122,6 @@ class CurveRecorder:
         return curves
 
 
-# ------------------------------------------------------------------------------------------------
-# Regularization: visible only with the model (dropout rates) and the curves (no learning) together.
-
-# The seed: dropout 0.5 on every fully connected layer kept the training loss within 0.2 of its
-# start until dropout was removed. At 0.5 and above, half or more of the units are dropped.
-HIGH_DROPOUT_RATE = 0.5
-# Verdicts that say the model does not fit its training data (what too strong regularization does).
-NOT_FITTING_VERDICTS = ("underfitting", "stalled")
-
-
 def torch_dropout_rates(module: Any) -> dict[str, float]:
     """Dropout probability of every torch dropout layer, by module name."""
     import torch
@@ -139,27 +129,6 @@ def torch_dropout_rates(module: Any) -> dict[str, float]:
     kinds = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d,
              torch.nn.AlphaDropout, torch.nn.FeatureAlphaDropout)
     return {name or type(m).__name__: float(m.p) for name, m in module.named_modules() if isinstance(m, kinds)}
-
-
-def regularization_findings(dropout_rates: Mapping[str, float], verdict: str | None,
-                            source: str) -> list[Finding]:
-    """``model.regularization_too_strong`` when the run did not fit and dropout is high."""
-    high = {name: rate for name, rate in dropout_rates.items() if rate >= HIGH_DROPOUT_RATE}
-    if not high or verdict not in NOT_FITTING_VERDICTS:
-        return []
-    names = sorted(high)
-    shown = ", ".join(f"{n} ({high[n]:g})" for n in names[:6]) + (" ..." if len(names) > 6 else "")
-    share = len(high) / max(len(dropout_rates), 1)
-    return [Finding(
-        "model.regularization_too_strong", "warning", min(0.9, 0.5 + 0.4 * share),
-        title=f"The loss does not fall ({verdict}) and {len(high)} dropout layer(s) drop half or more of their units",
-        evidence={"verdict": verdict, "dropout_rates": dict(high), "threshold": HIGH_DROPOUT_RATE,
-                  "dropout_layers": len(dropout_rates)},
-        # where=None: merges with the curve analysis's "not settled" note of the same code
-        where=None, source=source,
-        remedy=(f"Set dropout to 0 in {shown} until the training loss falls, then add it back gradually "
-                "(0.1, then 0.2) while watching the validation loss."),
-    )]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -177,36 +146,33 @@ def start_watch(model: Any, optimizer: Any = None, **kwargs: Any):
     return w
 
 
-def assemble_report(curves: Curves, live: Report | None = None, extra: Iterable[Finding] = (),
-                    *, source: str, metadata: Mapping[str, Any] | None = None,
-                    dropout_rates: Mapping[str, float] | None = None) -> Report:
-    """One Report from the framework's logged curves, the live watch and framework-specific checks.
+def assemble_report(curves: Curves, stats: Any = None, extra: Iterable[Finding] = (), *, source: str,
+                    run: Any = None, metadata: Mapping[str, Any] | None = None) -> Report:
+    """One Report from the framework's logged curves, the live watch's read-out (``stats``, a
+    ``WatchStats``) and what the callback knows of the run (``run``, a ``RunFacts``), through the
+    registry and the differential like every other entry point.
 
-    The verdict comes from the logged curves (they hold the validation loss), unless they hold too
-    few points and the watch saw more. Findings of all sources are ranked together; the same cause at
-    the same place from two sources is kept once (see ``findings.ranked``).
+    The verdict comes from the logged curves (they hold the validation loss); when they hold no
+    loss at all, the watch's per-step losses are judged instead.
     """
-    from ..curves import diagnose_curves
+    from ..assemble import build_report
+    from ..curves import judge
+    from ..evidence import TRAIN_LOSS, VAL_LOSS
+    from ..registry import Evidence
 
-    report = diagnose_curves(curves)
-    if live is not None:
-        if report.verdict == "insufficient_data" and live.verdict not in (None, "insufficient_data"):
-            report.verdict = live.verdict
-        report.add(live.findings)
-        report.events = sorted([*report.events, *live.events], key=lambda e: e.step)
-        report.ruled_out = [*report.ruled_out, *live.ruled_out]
-        for key, value in live.plots.items():
-            if key == "curves":
-                for name, plot in value.items():
-                    report.plots.setdefault("curves", {}).setdefault(name, plot)
-            else:
-                report.plots.setdefault(key, value)
-        report.metadata.setdefault("watch", live.metadata)
-    report.add(regularization_findings(dropout_rates or {}, report.verdict, source=source))
-    report.add(extra)
-    report.source = source
-    report.metadata.update(metadata or {})
-    return report
+    plots: dict[str, Any] = {}
+    meta = dict(metadata or {})
+    if stats is not None:
+        from ..monitor.stats import stats_plots
+
+        if curves.get(TRAIN_LOSS) is None and curves.get(VAL_LOSS) is None and stats.loss_steps.size:
+            curves.add(TRAIN_LOSS, stats.loss_steps, stats.loss_values)
+        plots = stats_plots(stats)
+        meta.setdefault("watch", {"steps": stats.steps, "every": stats.every,
+                                  "instrumented_steps": len(stats.sample_steps), "world_size": stats.world_size})
+    analysis = judge(curves) if curves.series else None
+    evidence = Evidence(curves=curves, analysis=analysis, stats=stats, run=run)
+    return build_report(evidence, source=source, metadata=meta, plots=plots, extra=extra)
 
 
 def summary_metrics(report: Report, prefix: str = "lossdoctor") -> dict[str, float]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import LogFormatError
-from ..evidence import Curves
+from ..evidence import Curves, RunFacts
 from ..findings import Report
 from ..logs.huggingface import read_trainer_state
 from ._common import (
@@ -29,7 +29,6 @@ from ._common import (
     is_finite_number,
     require,
     start_watch,
-    torch_dropout_rates,
     WatchOwner,
 )
 
@@ -113,8 +112,8 @@ class LossDoctorCallback(WatchOwner, TrainerCallback):
             self.halted_at = state.global_step
 
     @guarded("huggingface")
-    def on_train_end(self, args, state, control, model=None, **kwargs) -> None:
-        live = self._watch.report() if self._watch is not None else None
+    def on_train_end(self, args, state, control, model=None, optimizer=None, **kwargs) -> None:
+        stats = self._watch.stats() if self._watch is not None else None
         self._close_watch()
         warmup = args.get_warmup_steps(state.max_steps) if state.max_steps else None
         meta = {"format": "huggingface", "warmup_steps": warmup, "max_steps": state.max_steps,
@@ -122,11 +121,12 @@ class LossDoctorCallback(WatchOwner, TrainerCallback):
                 "logging_nan_inf_filter": bool(args.logging_nan_inf_filter)}
         run = type(model).__name__ if model is not None else "trainer"
         curves = curves_from_log_history(state.log_history, run=run, meta=meta)
+        clip = args.max_grad_norm if args.max_grad_norm and args.max_grad_norm > 0 else None
+        run = RunFacts.of_torch("huggingface", model, _raw_optimizer(optimizer), clip)
         self.report = assemble_report(
-            curves, live, source="transformers",
+            curves, stats, source="transformers", run=run,
             metadata={"framework": "transformers", "global_step": state.global_step,
-                      "halted_at_step": self.halted_at, **meta},
-            dropout_rates=torch_dropout_rates(model) if model is not None else None)
+                      "halted_at_step": self.halted_at, **meta})
         if self.print_report and state.is_world_process_zero:
             self.report.print()
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..evidence import LEARNING_RATE, TRAIN_LOSS, VAL_LOSS
+from ..evidence import LEARNING_RATE, TRAIN_LOSS, VAL_LOSS, RunFacts
 from ..findings import Finding, Report
 from ._common import CurveRecorder, WatchOwner, assemble_report, guarded, require, start_watch
 
@@ -388,14 +388,17 @@ class LossDoctorCallback(WatchOwner, keras.callbacks.Callback):
 
     @guarded("keras")
     def on_train_end(self, logs: dict | None = None) -> None:
-        live = self._watch.report() if self._watch is not None else None
+        stats = self._watch.stats() if self._watch is not None else None
         self._close_watch()
         curves = self._recorder.to_curves(run=self.model.name, source="keras", meta={"format": "keras"})
+        optimizer = getattr(self.model, "optimizer", None)
+        lr = float(_numpy(optimizer.learning_rate)) if optimizer is not None else None
+        run = RunFacts(framework="keras", optimizer=type(optimizer).__name__ if optimizer is not None else None,
+                       lr=lr, dropout={k: v for k, v in dropout_rates(self.model).items() if v > 0})
         self.report = assemble_report(
-            curves, live, self._findings, source="keras",
+            curves, stats, self._findings, source="keras", run=run,
             metadata={"framework": "keras", "backend": keras.backend.backend(), "steps": self._step + 1,
-                      "halted_at_step": self.halted_at},
-            dropout_rates=dropout_rates(self.model))
+                      "halted_at_step": self.halted_at})
         if self.print_report:
             self.report.print()
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..evidence import GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, VAL_LOSS
+from ..evidence import GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, VAL_LOSS, RunFacts
 from ..findings import Report
 from ._common import (
     CurveRecorder,
@@ -30,7 +30,6 @@ from ._common import (
     require,
     start_watch,
     summary_metrics,
-    torch_dropout_rates,
     WatchOwner,
 )
 
@@ -178,7 +177,7 @@ class LossDoctorCallback(WatchOwner, pl.Callback):
     # -- the end ---------------------------------------------------------------------------
     @guarded("lightning")
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        live = self._watch.report() if self._watch is not None else None  # every rank (collectives)
+        stats = self._watch.stats() if self._watch is not None else None
         self._close_watch()
         curves = self._recorder.to_curves(
             run=type(pl_module).__name__, source="lightning",
@@ -187,8 +186,9 @@ class LossDoctorCallback(WatchOwner, pl.Callback):
         metadata = {"framework": "lightning", "global_step": trainer.global_step,
                     "gradient_clip_val": self._max_norm, "world_size": trainer.world_size,
                     "halted_at_step": self.halted_at}
-        self.report = assemble_report(curves, live, source="lightning", metadata=metadata,
-                                      dropout_rates=torch_dropout_rates(pl_module))
+        optimizer = trainer.optimizers[0] if len(trainer.optimizers) == 1 else None
+        run = RunFacts.of_torch("lightning", pl_module, optimizer, self._max_norm)
+        self.report = assemble_report(curves, stats, source="lightning", run=run, metadata=metadata)
         if not trainer.is_global_zero:
             return
         if self.log_report:

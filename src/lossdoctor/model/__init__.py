@@ -5,15 +5,26 @@
 facts (layers, activations, weight and activation scales, regularization inventory) that
 ``checkup`` also reads; ``apply_init`` re-initializes Linear/Conv layers with the scheme their
 activation needs.
+
+Names are imported on first use: the checks (``model.checks``) and the facts read plain data and
+import no torch, so the log path stays torch-free; the inspector and ``apply_init`` need torch.
 """
 from __future__ import annotations
 
-from . import checks  # noqa: F401 - registers the model checks
-from .facts import (ActivationFacts, LayerFacts, LossFacts, ModelFacts, OutputFacts, RecurrentCellFacts,
-                    RegularizationFacts, TargetFacts)
-from .init import apply_init, expected_std, scheme_for
-from .inspect import check_model, inspect_model
+from importlib import import_module
 
-__all__ = ["check_model", "inspect_model", "apply_init", "scheme_for", "expected_std", "ModelFacts",
-           "LayerFacts", "ActivationFacts", "OutputFacts", "LossFacts", "TargetFacts", "RegularizationFacts",
-           "RecurrentCellFacts"]
+_EXPORTS = {
+    "check_model": ".inspect", "inspect_model": ".inspect", "apply_init": ".init", "scheme_for": ".init",
+    "expected_std": ".init", "ModelFacts": ".facts", "LayerFacts": ".facts", "ActivationFacts": ".facts",
+    "OutputFacts": ".facts", "LossFacts": ".facts", "TargetFacts": ".facts", "RegularizationFacts": ".facts",
+    "RecurrentCellFacts": ".facts",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

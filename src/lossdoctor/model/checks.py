@@ -58,12 +58,12 @@ def _where(names: list[str], limit: int = 6) -> str:
 
 
 # -- model.activation_mismatch -----------------------------------------------------------------
-@check("model")
-def activation_before_loss(facts: ModelFacts, **_) -> list[Finding]:
+@check
+def activation_before_loss(model: ModelFacts) -> list[Finding]:
     """Softmax before CrossEntropyLoss, sigmoid before BCEWithLogitsLoss, NLLLoss without log-probabilities."""
-    loss, out = facts.loss.kind, facts.output
+    loss, out = model.loss.kind, model.output
     act, where = out.activation, out.activation_name or _where(out.layers) or None
-    observed = {"output_activation": act, "observed_via": facts.traced_via, "loss": facts.loss.name,
+    observed = {"output_activation": act, "observed_via": model.traced_via, "loss": model.loss.name,
                 "output_min": out.min, "output_max": out.max}
     if loss == "cross_entropy":
         if act == "softmax" or (act is None and out.probabilities):
@@ -72,7 +72,7 @@ def activation_before_loss(facts: ModelFacts, **_) -> list[Finding]:
                 "model.activation_mismatch", "error", 0.95 if act else 0.8,
                 title="Softmax applied before CrossEntropyLoss (double softmax)",
                 evidence={**observed, "rows_sum_to_one": out.probabilities, "tolerance": 1e-3},
-                where=where, source="check_model:activation_before_loss",
+                where=where,
                 remedy=f"CrossEntropyLoss applies log_softmax itself, and {how} at the output: remove the "
                        f"softmax from forward() and return raw logits; apply softmax only when you need "
                        "probabilities at prediction time.",
@@ -82,7 +82,7 @@ def activation_before_loss(facts: ModelFacts, **_) -> list[Finding]:
                 "model.activation_mismatch", "info", 0.5,
                 title="log_softmax applied before CrossEntropyLoss (redundant, harmless)",
                 evidence={**observed, "logsumexp_zero": out.log_probabilities},
-                where=where, source="check_model:activation_before_loss",
+                where=where,
                 remedy="CrossEntropyLoss already applies log_softmax; either return raw logits or switch to "
                        "NLLLoss, which expects log-probabilities.",
             )]
@@ -90,7 +90,7 @@ def activation_before_loss(facts: ModelFacts, **_) -> list[Finding]:
         return [Finding(
             "model.activation_mismatch", "error", 0.95,
             title="Sigmoid applied before BCEWithLogitsLoss",
-            evidence=observed, where=where, source="check_model:activation_before_loss",
+            evidence=observed, where=where,
             remedy="BCEWithLogitsLoss applies the sigmoid itself: remove the sigmoid from forward() and "
                    "return raw logits (or keep it and use BCELoss, less stable numerically).",
         )]
@@ -103,31 +103,31 @@ def activation_before_loss(facts: ModelFacts, **_) -> list[Finding]:
             "model.activation_mismatch", "error", 0.9 if act else 0.75,
             title="NLLLoss on outputs that are not log-probabilities",
             evidence={**observed, "logsumexp_zero": out.log_probabilities},
-            where=where, source="check_model:activation_before_loss",
+            where=where,
             remedy=f"NLLLoss takes -output[target] and expects log-probabilities: {fix}.",
         )]
     return []
 
 
-@check("model")
-def bounded_output_on_regression(facts: ModelFacts, **_) -> list[Finding]:
+@check
+def bounded_output_on_regression(model: ModelFacts) -> list[Finding]:
     """A ReLU/sigmoid/tanh output when the targets go beyond its range."""
-    act = facts.output.activation
+    act = model.output.activation
     if act not in OUTPUT_RANGES:
         return []
-    targets = facts.targets
-    regression = facts.loss.kind in REGRESSION_LOSSES or (
-        facts.loss.kind is None and targets is not None and not targets.integer_valued)
+    targets = model.targets
+    regression = model.loss.kind in REGRESSION_LOSSES or (
+        model.loss.kind is None and targets is not None and not targets.integer_valued)
     if not regression:
         return []
     low, high = OUTPUT_RANGES[act]
-    where = facts.output.activation_name
+    where = model.output.activation_name
     if targets is None or not targets.values:
         return [Finding(
             "model.activation_mismatch", "info", 0.4,
             title=f"Bounded output activation ({act}) on a regression loss",
-            evidence={"output_activation": act, "range": [low, high], "loss": facts.loss.name},
-            where=where, source="check_model:bounded_output_on_regression",
+            evidence={"output_activation": act, "range": [low, high], "loss": model.loss.name},
+            where=where,
             remedy=f"{act} limits predictions to [{low}, {high}]: pass targets to check_model to verify they "
                    "fit, or drop the output activation for regression.",
         )]
@@ -141,18 +141,18 @@ def bounded_output_on_regression(facts: ModelFacts, **_) -> list[Finding]:
         title=f"The {act} output cannot reach {share:.0%} of the regression targets",
         evidence={"output_activation": act, "output_range": [low, high], "targets_min": targets.min,
                   "targets_max": targets.max, "share_outside": share, "threshold": OUT_OF_RANGE_SHARE_LIMIT,
-                  "loss": facts.loss.name},
-        where=where, source="check_model:bounded_output_on_regression",
+                  "loss": model.loss.name},
+        where=where,
         remedy=f"Remove the final {act} and predict with a linear output (targets span "
                f"[{_fmt(targets.min)}, {_fmt(targets.max)}], {act} only [{low}, {high}]); if the target must "
                "stay positive, predict log(target) or use softplus on a shifted target.",
     )]
 
 
-@check("model")
-def squashing_after_conv(facts: ModelFacts, **_) -> list[Finding]:
+@check
+def squashing_after_conv(model: ModelFacts) -> list[Finding]:
     """Sigmoid/tanh after hidden conv layers (gates such as squeeze-excite excepted)."""
-    bad = [layer for layer in facts.layers if layer.op.startswith("conv") and layer.activation in SQUASHING
+    bad = [layer for layer in model.layers if layer.op.startswith("conv") and layer.activation in SQUASHING
            and not layer.gate and not layer.is_output]
     if not bad:
         return []
@@ -160,18 +160,18 @@ def squashing_after_conv(facts: ModelFacts, **_) -> list[Finding]:
         "model.activation_mismatch", "warning", 0.7,
         title="Conv layers followed by a squashing activation instead of a ReLU-family one",
         evidence={"layers": {layer.name: layer.activation for layer in bad}, "expected": "ReLU family"},
-        where=_where([layer.name for layer in bad]), source="check_model:squashing_after_conv",
+        where=_where([layer.name for layer in bad]),
         remedy=f"Use ReLU (or LeakyReLU/GELU) after {_where([layer.name for layer in bad])} and re-initialize "
                "them with he_normal (lossdoctor.model.apply_init(model)); sigmoid/tanh saturate and shrink the "
                "gradient at every conv layer.",
     )]
 
 
-@check("model")
-def recurrent_gates_without_sigmoid(facts: ModelFacts, **_) -> list[Finding]:
+@check
+def recurrent_gates_without_sigmoid(model: ModelFacts) -> list[Finding]:
     """A custom recurrent cell whose gating multiplications use no sigmoid at all."""
     findings = []
-    for cell in facts.recurrent_cells:
+    for cell in model.recurrent_cells:
         if set(cell.gate_activations) & GATE_ACTIVATIONS:
             continue
         findings.append(Finding(
@@ -179,7 +179,7 @@ def recurrent_gates_without_sigmoid(facts: ModelFacts, **_) -> list[Finding]:
             title=f"Recurrent cell {cell.type} gates without sigmoid",
             evidence={"gate_activations": cell.gate_activations, "activations": cell.activations,
                       "calls_per_forward": cell.calls, "expected_gate": "sigmoid"},
-            where=cell.name, source="check_model:recurrent_gates_without_sigmoid",
+            where=cell.name,
             remedy="Gates decide how much to let through and must lie in [0, 1]: apply sigmoid to the "
                    "input/forget/output (update/reset) gates and tanh only to the candidate state, or use "
                    "nn.LSTM / nn.GRU.",
@@ -188,11 +188,11 @@ def recurrent_gates_without_sigmoid(facts: ModelFacts, **_) -> list[Finding]:
 
 
 # -- model.bad_init -----------------------------------------------------------------------------
-@check("model")
-def constant_or_symmetric_weights(facts: ModelFacts, **_) -> list[Finding]:
+@check
+def constant_or_symmetric_weights(model: ModelFacts) -> list[Finding]:
     """All-zero / constant weights, or units sharing one weight row: symmetry training cannot break."""
     hidden, output = [], []
-    for layer in facts.layers:
+    for layer in model.layers:
         if layer.constant or layer.duplicate_row_share > 0:
             (output if layer.is_output else hidden).append(layer)
     findings = []
@@ -205,7 +205,7 @@ def constant_or_symmetric_weights(facts: ModelFacts, **_) -> list[Finding]:
                                    "duplicate_row_share": layer.duplicate_row_share,
                                    "weight_std": layer.weight_std} for layer in hidden}
                      | {"threshold": "any repeated row; error at constant or >= 50% repeated"},
-            where=_where([layer.name for layer in hidden]), source="check_model:constant_or_symmetric_weights",
+            where=_where([layer.name for layer in hidden]),
             remedy="Units with identical weights get identical gradients and never differentiate. "
                    f"Re-initialize randomly: lossdoctor.model.apply_init(model) ({_init_plan(hidden)}).",
         ))
@@ -214,17 +214,17 @@ def constant_or_symmetric_weights(facts: ModelFacts, **_) -> list[Finding]:
             "model.bad_init", "info", 0.4,
             title="The output layer starts with constant (e.g. zero) weights",
             evidence={layer.name: {"all_zero": layer.all_zero, "constant": layer.constant} for layer in output},
-            where=_where([layer.name for layer in output]), source="check_model:constant_or_symmetric_weights",
+            where=_where([layer.name for layer in output]),
             remedy="A zero-initialized output layer trains (its gradient does not depend on its weights), "
                    "so this is fine if intended; otherwise use " + (_init_plan(output) or "lecun_normal") + ".",
         ))
     return findings
 
 
-@check("model")
-def weight_scale_off(facts: ModelFacts, **_) -> list[Finding]:
+@check
+def weight_scale_off(model: ModelFacts) -> list[Finding]:
     """Weight RMS far from the He / LeCun / Glorot std for the layer's fan-in and activation."""
-    off = [layer for layer in facts.layers
+    off = [layer for layer in model.layers
            if layer.scale_checked and layer.scale_ratio is not None and not layer.constant
            and not (1 / WEIGHT_SCALE_FACTOR <= layer.scale_ratio <= WEIGHT_SCALE_FACTOR)]
     # a small output layer is a deliberate recipe (small logits at init); large ones saturate
@@ -236,7 +236,7 @@ def weight_scale_off(facts: ModelFacts, **_) -> list[Finding]:
         severe = abs(math.log10(worst.scale_ratio)) >= math.log10(WEIGHT_SCALE_SEVERE_FACTOR)
         # normalization layers rescale activations after each block (transformers init at std 0.02
         # whatever the width): a moderate mis-scale is then advice, not a warning
-        normalized = bool(facts.regularization.batch_norm or facts.regularization.other_norm)
+        normalized = bool(model.regularization.batch_norm or model.regularization.other_norm)
         severity = "error" if severe else ("info" if normalized else "warning")
         findings.append(Finding(
             "model.bad_init", severity, 0.9 if severe else (0.4 if normalized else 0.7),
@@ -247,7 +247,7 @@ def weight_scale_off(facts: ModelFacts, **_) -> list[Finding]:
                                  for layer in off},
                       "allowed_ratio": [1 / WEIGHT_SCALE_FACTOR, WEIGHT_SCALE_FACTOR],
                       "normalization_layers": normalized},
-            where=_where([layer.name for layer in off]), source="check_model:weight_scale_off",
+            where=_where([layer.name for layer in off]),
             remedy=f"Re-initialize with lossdoctor.model.apply_init(model): {_init_plan(off)}. "
                    f"{worst.name} is at {_fmt(worst.scale_ratio)}x the {worst.scheme} std "
                    f"({_fmt(worst.weight_rms)} vs {_fmt(worst.expected_std)} for fan-in {worst.fan_in}).",
@@ -257,17 +257,17 @@ def weight_scale_off(facts: ModelFacts, **_) -> list[Finding]:
             "model.bad_init", "info", 0.3,
             title="The output layer starts small",
             evidence={layer.name: {"ratio": layer.scale_ratio, "scheme": layer.scheme} for layer in small_output},
-            where=_where([layer.name for layer in small_output]), source="check_model:weight_scale_off",
+            where=_where([layer.name for layer in small_output]),
             remedy="Small output weights give small logits at init, a common deliberate choice; if the loss "
                    f"starts slowly, use {_init_plan(small_output)}.",
         ))
     return findings
 
 
-@check("model")
-def activation_scale_drift(facts: ModelFacts, **_) -> list[Finding]:
+@check
+def activation_scale_drift(model: ModelFacts) -> list[Finding]:
     """Activation RMS at init shrinking or growing by orders of magnitude from layer to layer."""
-    hidden = [layer for layer in facts.layers if not layer.is_output and layer.act_rms is not None
+    hidden = [layer for layer in model.layers if not layer.is_output and layer.act_rms is not None
               and layer.calls <= 1 and math.isfinite(layer.act_rms)]
     if len(hidden) < 2:
         return []
@@ -284,7 +284,7 @@ def activation_scale_drift(facts: ModelFacts, **_) -> list[Finding]:
               "the layers at init",
         evidence={"activation_rms": {layer.name: layer.act_rms for layer in hidden}, "ratio_last_to_first": ratio,
                   "limit": ACTIVATION_DRIFT_LIMIT},
-        where="activations", source="check_model:activation_scale_drift",
+        where="activations",
         remedy=f"Re-initialize with lossdoctor.model.apply_init(model) ({_init_plan(hidden)}) so each layer "
                "keeps the activation scale; add normalization or residual connections for deep stacks.",
     )]

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..findings import Report
-from ..registry import run_checks
+from ..registry import Evidence, diagnose_evidence
 from .facts import (ActivationFacts, LayerFacts, LossFacts, ModelFacts, OutputFacts, RecurrentCellFacts,
                     RegularizationFacts, TargetFacts)
 from .init import INIT_LAYER_TYPES, expected_std, fans, scheme_for
@@ -436,10 +436,8 @@ def inspect_model(model: nn.Module, sample_input: Any = None, loss_fn: Any = Non
 def check_model(model: nn.Module, sample_input: Any = None, loss_fn: Any = None, targets: Any = None,
                 optimizer: Any = None) -> Report:
     """Check activations, initialization and regularization before training; verdict None."""
-    from . import checks  # noqa: F401 - registers the model checks
-
     facts = inspect_model(model, sample_input=sample_input, loss_fn=loss_fn, targets=targets, optimizer=optimizer)
-    findings = run_checks("model", facts)
+    findings = diagnose_evidence(Evidence(model=facts)).findings
     reg = facts.regularization
     return Report(
         verdict=None, findings=findings, source=f"check_model({facts.model_class})",

@@ -10,11 +10,9 @@ from typing import Any
 import numpy as np
 
 from ..curves import GRAD_EXPLODE_ERROR_RATIO, GRAD_EXPLODE_RATIO
-from ..findings import Finding
+from ..findings import Event, Finding
 from ..registry import check
 from .stats import EXP_OVERFLOW_LIMIT, WatchStats
-
-SOURCE = "watch"
 
 _PRODUCED_BY_REMEDY = {
     "inputs": ("The batch itself held NaN/Inf: find the rows (`lossdoctor.check_data(X, y)`) and fix or drop "
@@ -43,13 +41,14 @@ def non_finite_finding(origin: dict[str, Any], steps: int | None = None) -> Find
         evidence["steps_watched"] = steps
     return Finding(
         "grad.non_finite", "error", 0.9 if replayed else 0.6, title=title, evidence=evidence,
-        where=module or (f"step {step}" if step is not None else None), source=SOURCE,
+        source="watch:non_finite_values",
+        where=module or (f"step {step}" if step is not None else None),
         remedy=_PRODUCED_BY_REMEDY.get(produced_by, ""),
     )
 
 
-@check("stats")
-def non_finite_values(stats: WatchStats, **_: Any) -> list[Finding]:
+@check
+def non_finite_values(stats: WatchStats) -> list[Finding | Event]:
     """The first NaN/Inf: the module, the step, and whether inputs, weights or an operation produced it."""
     if not isinstance(stats, WatchStats) or stats.first_non_finite_step is None:
         return []
@@ -63,12 +62,13 @@ def non_finite_values(stats: WatchStats, **_: Any) -> list[Finding]:
     origin.setdefault("step", stats.first_non_finite_step)
     origin["step"] = min(int(origin["step"]), int(stats.first_non_finite_step))
     origin["modules_with_non_finite_weights_now"] = stats.non_finite_weights
-    findings = [non_finite_finding(origin, stats.steps)]
+    where = origin.get("module") or "an unknown module"
+    findings: list[Finding | Event] = [Event("first_non_finite", float(origin["step"]), None, f"first NaN/Inf at {where}"),
+                                       non_finite_finding(origin, stats.steps)]
     if origin.get("produced_by") == "inputs":
         findings.append(Finding(
             "data.non_finite", "error", 0.9, title=f"The batch of step {origin['step']} held NaN/Inf values",
             evidence={"step": origin["step"], "first_module": origin.get("module")}, where=f"step {origin['step']}",
-            source=SOURCE,
         ))
     return findings
 
@@ -101,8 +101,8 @@ def _share_of_limit(fraction: float) -> str:
     return f"{fraction:.0%} of" if fraction < 10 else f"{_compact(fraction)}x"
 
 
-@check("stats")
-def logit_overflow(stats: WatchStats, **_: Any) -> list[Finding]:
+@check
+def logit_overflow(stats: WatchStats) -> list[Finding]:
     """The largest output logit against the exp overflow limit of its dtype, and how fast it grows."""
     if not isinstance(stats, WatchStats):
         return []
@@ -138,7 +138,7 @@ def logit_overflow(stats: WatchStats, **_: Any) -> list[Finding]:
                   "info_fraction": LOGIT_INFO_FRACTION, "warn_fraction": LOGIT_WARN_FRACTION,
                   "largest_logit_before_nan": before, "output_layer": stats.logit_layer,
                   "logit_trend": [[s, v] for s, v, _ in seen][-10:]},
-        where=stats.logit_layer, source=SOURCE,
+        where=stats.logit_layer,
         remedy=("Harmless with CrossEntropyLoss/log_softmax on raw logits; it overflows in any exp/softmax "
                 "outside the loss and under float16." if severity == "info" else
                 "Normalize the inputs, lower the learning rate, or add weight decay / label smoothing; keep "
@@ -152,8 +152,8 @@ DEAD_SHARE_WARN = 0.5
 DEAD_SHARE_ERROR = 0.9
 
 
-@check("stats")
-def dead_units(stats: WatchStats, **_: Any) -> list[Finding]:
+@check
+def dead_units(stats: WatchStats) -> list[Finding]:
     """ReLU units never active (and sigmoid/tanh units always saturated) over the recent window."""
     if not isinstance(stats, WatchStats) or not stats.units:
         return []
@@ -174,7 +174,7 @@ def dead_units(stats: WatchStats, **_: Any) -> list[Finding]:
         evidence={"layers": {k: {"share": u["share"], "silent_units": u["silent_units"], "units": u["units"],
                                  "kind": u["kind"]} for k, u in bad.items()},
                   "instrumented_steps_in_window": worst["samples"], "threshold": DEAD_SHARE_WARN},
-        where=worst_key, source=SOURCE, remedy=remedy,
+        where=worst_key, remedy=remedy,
     )]
 
 
@@ -206,8 +206,8 @@ def _layer_medians(stats: WatchStats) -> dict[str, float]:
     return {name: float(v) for name, v, w in zip(stats.layers, med, stats.weight_layers) if w and np.isfinite(v)}
 
 
-@check("stats")
-def vanishing_gradients(stats: WatchStats, **_: Any) -> list[Finding]:
+@check
+def vanishing_gradients(stats: WatchStats) -> list[Finding]:
     """Per-layer gradient norms that shrink by orders of magnitude from the output to the input."""
     if not isinstance(stats, WatchStats):
         return []
@@ -224,12 +224,12 @@ def vanishing_gradients(stats: WatchStats, **_: Any) -> list[Finding]:
         title=f"Gradients shrink {orders:.1f} orders of magnitude from {last!r} (output side) to {first!r} (input side)",
         evidence={"first_over_last_grad_norm": ratio, "threshold": VANISHING_RATIO,
                   "median_grad_norm_per_layer": _layer_medians(stats), "instrumented_steps": int(ratios.size)},
-        where=first, source=SOURCE,
+        where=first,
     )]
 
 
-@check("stats")
-def exploding_gradients(stats: WatchStats, **_: Any) -> list[Finding]:
+@check
+def exploding_gradients(stats: WatchStats) -> list[Finding]:
     """Gradient norms that grow by orders of magnitude towards the input, or over time."""
     if not isinstance(stats, WatchStats):
         return []
@@ -243,7 +243,7 @@ def exploding_gradients(stats: WatchStats, **_: Any) -> list[Finding]:
             title=f"Gradients grow {orders:.1f} orders of magnitude from {names[1]!r} to {names[0]!r} (input side)",
             evidence={"first_over_last_grad_norm": ratio, "threshold": EXPLODING_DEPTH_RATIO,
                       "median_grad_norm_per_layer": _layer_medians(stats)},
-            where=names[0], source=SOURCE,
+            where=names[0],
         ))
     totals = stats.total_grad_norms
     steps = np.array(stats.sample_steps)
@@ -258,7 +258,7 @@ def exploding_gradients(stats: WatchStats, **_: Any) -> list[Finding]:
                 title=f"The total gradient norm grew {growth:.0f}x (from {first:.3g} to {totals[i_peak]:.3g})",
                 evidence={"first_grad_norm": first, "peak_grad_norm": float(totals[i_peak]),
                           "peak_step": int(steps[i_peak]), "growth": growth, "threshold": GRAD_EXPLODE_RATIO},
-                where=f"step {int(steps[i_peak])}", source=SOURCE,
+                where=f"step {int(steps[i_peak])}",
             ))
     return findings
 
@@ -280,8 +280,8 @@ UPDATE_RATIO_WARMUP_STEPS = 50
 LOW_RATIO_MIN_GRAD_SHARE = 1e-2
 
 
-@check("stats")
-def update_to_weight_ratio(stats: WatchStats, **_: Any) -> list[Finding]:
+@check
+def update_to_weight_ratio(stats: WatchStats) -> list[Finding]:
     """Evidence for the learning rate from the size of the updates relative to the weights."""
     if not isinstance(stats, WatchStats) or stats.update_ratios.size == 0:
         return []
@@ -314,7 +314,7 @@ def update_to_weight_ratio(stats: WatchStats, **_: Any) -> list[Finding]:
         return [Finding(
             "optim.lr_too_high", "warning", 0.6,
             title=f"Each step changes {layer!r} by {per_layer[layer]:.0%} of its size (update-to-weight ratio)",
-            evidence=evidence, where=layer, source=SOURCE,
+            evidence=evidence, where=layer,
             remedy=f"Lower the learning rate about {max(2.0, top / 1e-2):.0f}x, so updates are ~1e-3..1e-2 of the weights.",
         )]
     totals = stats.total_grad_norms
@@ -328,7 +328,7 @@ def update_to_weight_ratio(stats: WatchStats, **_: Any) -> list[Finding]:
         return [Finding(
             "optim.lr_too_low", "warning", 0.55,
             title=f"Updates are only {typical:.1e} of the weights per step (update-to-weight ratio)",
-            evidence=evidence, source=SOURCE,
+            evidence=evidence,
             remedy=f"Raise the learning rate about {min(1000.0, 1e-3 / typical):.0f}x (healthy ratios are ~1e-3).",
         )]
     return []
@@ -345,8 +345,8 @@ MIN_CLIP_OBSERVATIONS = 5
 CLIPPED_NORM_TOLERANCE = 1e-3
 
 
-@check("stats")
-def clipping_masks_lr(stats: WatchStats, **_: Any) -> list[Finding]:
+@check
+def clipping_masks_lr(stats: WatchStats) -> list[Finding]:
     """The share of steps on which gradient clipping cut the gradient."""
     if not isinstance(stats, WatchStats):
         return []
@@ -369,12 +369,11 @@ def clipping_masks_lr(stats: WatchStats, **_: Any) -> list[Finding]:
         evidence={"clipped_share": share, "observations": int(norms.size), "max_norm": float(np.median(limits)),
                   "median_pre_clip_norm": float(np.median(norms)), "median_cut_factor": factor,
                   "observed_by": stats.clip["source"], "warn_share": CLIP_SHARE_WARN},
-        source=SOURCE,
     )]
 
 
-@check("stats")
-def batchnorm_may_mask_gradients(stats: WatchStats, **_: Any) -> list[Finding]:
+@check
+def batchnorm_may_mask_gradients(stats: WatchStats) -> list[Finding]:
     """Batch norm rescales activations and gradients: a gradient check on such a model can look fine
     while the underlying initialization or activation problem remains."""
     if not isinstance(stats, WatchStats) or not stats.has_batchnorm:
@@ -385,5 +384,4 @@ def batchnorm_may_mask_gradients(stats: WatchStats, **_: Any) -> list[Finding]:
         evidence={"histograms_written": stats.histograms},
         remedy=("Before trusting the gradient histograms, rerun a few hundred steps with batch norm removed "
                 "(or run `lossdoctor checkup`): a problem that shows only then is masked, not fixed."),
-        source=SOURCE,
     )]

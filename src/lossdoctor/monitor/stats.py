@@ -185,6 +185,20 @@ def build_stats(history: list[Record], *, steps: int, every: int, layers: list[s
     )
 
 
+def stats_plots(stats: WatchStats) -> dict[str, Any]:
+    """The plot data of a watch's read-out (Report.plots keys ``curves`` (grad_norm), ``grad_norms``,
+    ``dead_units``)."""
+    plots: dict[str, Any] = {}
+    if stats.sample_steps:
+        plots["curves"] = {"grad_norm": {"steps": [float(s) for s in stats.sample_steps],
+                                         "values": [float(v) for v in stats.total_grad_norms]}}
+        plots["grad_norms"] = {"layers": stats.layers, "steps": stats.sample_steps, "norms": stats.grad_norms.tolist()}
+    if stats.units:
+        plots["dead_units"] = {"layers": list(stats.units), "share": [u["share"] for u in stats.units.values()],
+                               "kinds": [u["kind"] for u in stats.units.values()]}
+    return plots
+
+
 def _mean_per_step(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One loss per step: gradient accumulation (several losses per optimizer step) and steps an AMP
     GradScaler skipped give several; their mean keeps a NaN visible."""

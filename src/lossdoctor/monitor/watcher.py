@@ -264,38 +264,38 @@ class Watch:
 
     def report(self):
         """The read-out now: the verdict of the loss curve, the findings, and the plot data."""
-        from ..curves import analyze_curves
-        from ..evidence import GRAD_NORM, TRAIN_LOSS, Curves, Series
-        from ..findings import Event, Report
-        from ..registry import run_checks
-        from . import checks  # noqa: F401 - registers the stats checks
+        return self._build_report()
+
+    def run_facts(self, framework: str = "pytorch"):
+        """What this watch knows of the run itself: optimizer, rate, clip, dropout (for the checks)."""
+        from ..evidence import RunFacts
+
+        return RunFacts.of_torch(framework, _unwrap(self.model), self.optimizer, self.max_norm)
+
+    def evidence(self, curves=None, run=None):
+        """The Evidence of this watch: its loss curve (or ``curves``, e.g. a framework's logged
+        curves), their analysis, the read-out statistics and the run's facts."""
+        from ..curves import judge
+        from ..evidence import TRAIN_LOSS, Curves
+        from ..registry import Evidence
 
         stats = self.stats()
-        curves = Curves(run="watch", source="lossdoctor.watch", meta={"format": "watch"})
-        verdict, events, findings, evidence = None, [], [], {}
-        if stats.loss_steps.size:
-            curves.add(TRAIN_LOSS, stats.loss_steps, stats.loss_values)
-            analysis = analyze_curves(curves)
-            verdict, events, findings, evidence = (analysis.verdict, list(analysis.events),
-                                                   list(analysis.findings), analysis.evidence)
-        findings += run_checks("stats", stats)
-        if stats.non_finite is not None:
-            events.append(Event("first_non_finite", float(stats.non_finite.get("step", 0)), None,
-                                f"first NaN/Inf at {stats.non_finite.get('module') or 'an unknown module'}"))
-        plots: dict[str, Any] = {"curves": {name: s.to_plot() for name, s in curves.series.items()}}
-        if stats.sample_steps:
-            plots["curves"][GRAD_NORM] = Series(GRAD_NORM, stats.sample_steps, stats.total_grad_norms).to_plot()
-            plots["grad_norms"] = {"layers": stats.layers, "steps": stats.sample_steps,
-                                   "norms": stats.grad_norms.tolist()}
-        if stats.units:
-            plots["dead_units"] = {"layers": list(stats.units), "share": [u["share"] for u in stats.units.values()]}
-        return Report(
-            verdict=verdict, findings=findings, source="lossdoctor.watch",
-            metadata={"steps": stats.steps, "every": self.every, "instrumented_steps": len(stats.sample_steps),
-                      "world_size": stats.world_size, "nan_check": stats.meta["nan_check"],
-                      "curve_evidence": evidence},
-            events=sorted(events, key=lambda e: e.step), plots=plots,
-        )
+        if curves is None:
+            curves = Curves(run="watch", source="lossdoctor.watch", meta={"format": "watch"})
+            if stats.loss_steps.size:
+                curves.add(TRAIN_LOSS, stats.loss_steps, stats.loss_values)
+        analysis = judge(curves) if curves.series else None
+        return Evidence(curves=curves, analysis=analysis, stats=stats, run=run or self.run_facts())
+
+    def _build_report(self, curves=None, run=None, source: str = "lossdoctor.watch", metadata=None, extra=()):
+        from ..assemble import build_report
+        from .stats import stats_plots
+
+        evidence = self.evidence(curves, run)
+        stats = evidence.stats
+        meta = {"steps": stats.steps, "every": self.every, "instrumented_steps": len(stats.sample_steps),
+                "world_size": stats.world_size, "nan_check": stats.meta["nan_check"], **(metadata or {})}
+        return build_report(evidence, source=source, metadata=meta, plots=stats_plots(stats), extra=extra)
 
     def findings(self):
         return self.report().findings

@@ -208,25 +208,24 @@ def _rate_past_range_test(ev: ProbeEvidence, d: dict[str, Any], cmp: dict[str, A
                 "why_unconfirmed": "the run at the suggested rate failed as well: another cause holds the loss up too"}
     where_bad = f"its loss blew up at {blowup:.2g}" if past_blowup else f"its loss minimum is at {at_min:.2g}"
     return [Finding("optim.lr_too_high", "warning", LR_UNCONFIRMED_CONFIDENCE, evidence=evidence,
-                    source="probe:lr_range",
                     remedy=f"Lower the learning rate from {user:.3g} (the range test, clipping off: {where_bad}"
                            f"{f'; start near {suggested:.2g}' if suggested else ''}). Fix the other findings too: "
                            "at the lower rate alone the loss still did not fall.")]
 
 
-@check("probes")
-def learning_rate_off(ev: ProbeEvidence, **_) -> list[Finding]:
-    rng = ev.get("lr_range")
-    cmp = compare(ev, "lr_suggested")
+@check
+def learning_rate_off(probes: ProbeEvidence) -> list[Finding]:
+    rng = probes.get("lr_range")
+    cmp = compare(probes, "lr_suggested")
     if not rng or not cmp:
         return []
     d = rng.data
     if not cmp["helps"]:
-        return _rate_past_range_test(ev, d, cmp)
+        return _rate_past_range_test(probes, d, cmp)
     user, suggested, at_min = d["current_lr"], d.get("suggested_lr"), d.get("min_loss_lr")
     if not suggested or not at_min:
         return []
-    base = ev.run("baseline") or {}
+    base = probes.run("baseline") or {}
     evidence = {**cmp, "user_lr": user, "suggested_lr": suggested, "min_loss_lr": at_min,
                 "blowup_lr": d.get("blowup_lr"), "baseline_first_non_finite_step": base.get("first_non_finite_step")}
     if user > LR_HIGH_FACTOR * at_min:
@@ -234,7 +233,7 @@ def learning_rate_off(ev: ProbeEvidence, **_) -> list[Finding]:
         # diverged, or made no progress at all (stuck at chance after a jump, dead units)
         evidence["baseline_diverged"] = nan or _final(base) >= LR_HIGH_NO_PROGRESS * (base.get("start_loss") or math.inf)
         return [Finding("optim.lr_too_high", "error" if nan else "warning", 0.9 if nan else _confidence(cmp["gain"]),
-                        evidence=evidence, source="probe:lr_range",
+                        evidence=evidence,
                         remedy=f"Lower the learning rate from {user:.3g} to about {suggested:.2g} (the range test's "
                                f"loss minimum is at {at_min:.2g}, clipping off); the fit loss went "
                                f"{_fmt(cmp['baseline_loss'])} -> {_fmt(cmp['changed_loss'])} at equal steps.")]
@@ -243,48 +242,45 @@ def learning_rate_off(ev: ProbeEvidence, **_) -> list[Finding]:
     evidence["baseline_progress"] = progress
     if user * LR_LOW_FACTOR <= suggested and progress < LR_LOW_MAX_PROGRESS:
         return [Finding("optim.lr_too_low", "warning", _confidence(cmp["gain"]), evidence=evidence,
-                        source="probe:lr_range",
                         remedy=f"Raise the learning rate from {user:.3g} to about {suggested:.2g} (the range test's "
                                f"loss minimum is at {at_min:.2g}); the fit loss went {_fmt(cmp['baseline_loss'])} -> "
                                f"{_fmt(cmp['changed_loss'])} at equal steps.")]
     return []
 
 
-@check("probes")
-def regularization_too_strong(ev: ProbeEvidence, **_) -> list[Finding]:
-    cmp = compare(ev, "no_regularization")
+@check
+def regularization_too_strong(probes: ProbeEvidence) -> list[Finding]:
+    cmp = compare(probes, "no_regularization")
     if not cmp or not cmp["helps"]:
         return []
-    f = ev.facts
+    f = probes.facts
     evidence = {**cmp, "dropout": f.get("dropout"), "weight_decay": f.get("weight_decay")}
     at = f" at learning rate {cmp['compared_at_lr']:.2g}" if cmp.get("compared_at_lr") else ""
     return [Finding("model.regularization_too_strong", "warning", _confidence(cmp["gain"]), evidence=evidence,
-                    source="probe:ablation",
                     remedy=f"Turn dropout (now {_fmt_dropout(f.get('dropout'))}) and weight decay (now "
                            f"{f.get('weight_decay', 0):g}) off until the training loss falls "
                            f"({_fmt(cmp['baseline_loss'])} -> {_fmt(cmp['changed_loss'])} with both off{at}), then add "
                            "them back gradually (dropout 0.1, then 0.2) while watching validation.")]
 
 
-@check("probes")
-def clipping_masks_learning_rate(ev: ProbeEvidence, **_) -> list[Finding]:
-    cmp = compare(ev, "no_clipping")
-    base = ev.run("baseline")
+@check
+def clipping_masks_learning_rate(probes: ProbeEvidence) -> list[Finding]:
+    cmp = compare(probes, "no_clipping")
+    base = probes.run("baseline")
     if not cmp or not cmp["helps"] or not base or (base.get("clip_share") or 0) < CLIP_ACTIVE_SHARE:
         return []
-    evidence = {**cmp, "grad_clip": ev.facts.get("grad_clip"), "clip_share": base["clip_share"],
+    evidence = {**cmp, "grad_clip": probes.facts.get("grad_clip"), "clip_share": base["clip_share"],
                 "clip_share_threshold": CLIP_ACTIVE_SHARE}
     return [Finding("optim.clipping_masks_lr", "warning", _confidence(cmp["gain"]), evidence=evidence,
-                    source="probe:ablation",
-                    remedy=f"Clipping at {ev.facts.get('grad_clip'):g} cut the gradient on {base['clip_share']:.0%} of "
+                    remedy=f"Clipping at {probes.facts.get('grad_clip'):g} cut the gradient on {base['clip_share']:.0%} of "
                            f"the steps. Turn it off, find the highest learning rate that does not blow up "
-                           f"(lossdoctor's range test suggests {_fmt(_suggested(ev))}), lower it a little, then "
+                           f"(lossdoctor's range test suggests {_fmt(_suggested(probes))}), lower it a little, then "
                            "re-enable clipping at a threshold that rarely triggers.")]
 
 
-@check("probes")
-def batchnorm_masks_gradients(ev: ProbeEvidence, **_) -> list[Finding]:
-    r = ev.get("batchnorm_out")
+@check
+def batchnorm_masks_gradients(probes: ProbeEvidence) -> list[Finding]:
+    r = probes.get("batchnorm_out")
     if not r:
         return []
     without, with_bn = r.data.get("ratio_without_bn"), r.data.get("ratio_with_bn")
@@ -297,67 +293,65 @@ def batchnorm_masks_gradients(ev: ProbeEvidence, **_) -> list[Finding]:
     kind = "vanish" if without < 1 else "explode"
     evidence = {"grad_ratio_first_last_without_bn": without, "grad_ratio_first_last_with_bn": with_bn,
                 "threshold": BN_MASKED_RATIO, "batchnorm_layers": r.data["batchnorm_layers"]}
-    return [Finding("grad.masked_by_batchnorm", "warning", 0.8, evidence=evidence, source="probe:batchnorm_out",
+    return [Finding("grad.masked_by_batchnorm", "warning", 0.8, evidence=evidence,
                     remedy=f"With batch norm taken out, gradients {kind} across depth (first/last layer norm "
                            f"ratio {without:.2g}, {with_bn:.2g} with it). Fix the initialization and activations "
                            "(he_normal with ReLU, lossdoctor.model.apply_init) rather than relying on batch norm.")]
 
 
-@check("probes")
-def bad_initialization(ev: ProbeEvidence, **_) -> list[Finding]:
-    cmp = compare(ev, "reinit")
-    init = ev.get("initial_loss")
+@check
+def bad_initialization(probes: ProbeEvidence) -> list[Finding]:
+    cmp = compare(probes, "reinit")
+    init = probes.get("initial_loss")
     ratio = init.data.get("ratio") if init else None
     if cmp and cmp["helps"]:
-        evidence = {**cmp, "initial_loss_ratio": ratio, "how": ev.get("ablation:reinit").data.get("how")}
+        evidence = {**cmp, "initial_loss_ratio": ratio, "how": probes.get("ablation:reinit").data.get("how")}
         return [Finding("model.bad_init", "warning", _confidence(cmp["gain"]), evidence=evidence,
-                        source="probe:ablation",
                         remedy="Re-initialize with he_normal for ReLU layers and lecun_normal for tanh/SELU "
                                f"(lossdoctor.model.apply_init(model)): the fit loss went {_fmt(cmp['baseline_loss'])} "
                                f"-> {_fmt(cmp['changed_loss'])} at equal steps.")]
     return []
 
 
-@check("probes")
-def initial_loss_far_off(ev: ProbeEvidence, **_) -> list[Finding]:
-    init = ev.get("initial_loss")
+@check
+def initial_loss_far_off(probes: ProbeEvidence) -> list[Finding]:
+    init = probes.get("initial_loss")
     if not init:
         return []
     d = init.data
     if d.get("non_finite_inputs") or d.get("non_finite_targets"):
-        return [Finding("data.non_finite", "error", 0.95, source="probe:initial_loss",
+        return [Finding("data.non_finite", "error", 0.95,
                         evidence={"non_finite_inputs": d["non_finite_inputs"], "non_finite_targets": d["non_finite_targets"]})]
     ratio = d.get("ratio")
     if ratio is None or ratio <= INITIAL_LOSS_FACTOR:
         return []
     evidence = {"initial_loss": d["initial_loss"], "expected_loss": d["expected_loss"], "ratio": ratio,
                 "threshold": INITIAL_LOSS_FACTOR, "output_abs_max": d.get("output_abs_max")}
-    if ev.facts.get("task") == "classification" and (d.get("output_abs_max") or 0) > LOGIT_HEADROOM_SHARE * EXP_OVERFLOW:
-        return [Finding("model.logit_overflow", "warning", 0.7, evidence=evidence, source="probe:initial_loss",
+    if probes.facts.get("task") == "classification" and (d.get("output_abs_max") or 0) > LOGIT_HEADROOM_SHARE * EXP_OVERFLOW:
+        return [Finding("model.logit_overflow", "warning", 0.7, evidence=evidence,
                         remedy=f"The untrained network already outputs logits up to {d['output_abs_max']:.3g} "
                                f"(exp overflows above {EXP_OVERFLOW}) and starts at {ratio:.1f}x the expected loss "
                                f"{d['expected_loss']:.3g}: remove the scale on the logits (temperature, a large "
                                "output init), keep the softmax inside the loss.")]
-    if compare(ev, "reinit") and compare(ev, "reinit")["helps"]:
+    if compare(probes, "reinit") and compare(probes, "reinit")["helps"]:
         return []  # bad_initialization reports it with the re-initialization's evidence
-    return [Finding("model.bad_init", "info", 0.4, evidence=evidence, source="probe:initial_loss",
+    return [Finding("model.bad_init", "info", 0.4, evidence=evidence,
                     remedy=f"The initial loss is {ratio:.1f}x its expected value {d['expected_loss']:.3g}: the "
                            "first predictions are confidently wrong. Check the output activation and scale, "
                            "and the initialization (lossdoctor.model.apply_init(model)).")]
 
 
-@check("probes")
-def optimizer_limits_progress(ev: ProbeEvidence, **_) -> list[Finding]:
-    cmp = compare(ev, "other_optimizer")
+@check
+def optimizer_limits_progress(probes: ProbeEvidence) -> list[Finding]:
+    cmp = compare(probes, "other_optimizer")
     if not cmp or not cmp["helps"]:
         return []
-    lr_cmp = compare(ev, "lr_suggested")
+    lr_cmp = compare(probes, "lr_suggested")
     if lr_cmp and math.isfinite(lr_cmp["changed_loss"]) and cmp["changed_loss"] > (1 - HELPS_RELATIVE) * lr_cmp["changed_loss"]:
         return []  # the learning rate alone explains it
-    return [Finding("optim.optimizer_choice", "info", _confidence(cmp["gain"], floor=0.5), evidence={**cmp, "user_optimizer": ev.facts.get("optimizer")},
-                    source="probe:ablation",
+    return [Finding("optim.optimizer_choice", "info", _confidence(cmp["gain"], floor=0.5), evidence={**cmp, "user_optimizer": probes.facts.get("optimizer")},
                     remedy=f"Advisory: {cmp['label']} reached fit loss {_fmt(cmp['changed_loss'])} against "
-                           f"{_fmt(cmp['baseline_loss'])} with {ev.facts.get('optimizer')} at equal steps; start with "
+                           f"{_fmt(cmp['baseline_loss'])} with {probes.facts.get('optimizer')} at equal steps; start with "
                            "Adam to get the loss down and consider SGD with momentum for the last epochs.")]
 
 
@@ -371,43 +365,43 @@ def _fixed_elsewhere(ev: ProbeEvidence, ref: float) -> list[str]:
     return out
 
 
-@check("probes")
-def too_much_data_for_the_model(ev: ProbeEvidence, **_) -> list[Finding]:
-    sub, base, ref = ev.run("subset"), ev.run("baseline"), ev.reference_loss
+@check
+def too_much_data_for_the_model(probes: ProbeEvidence) -> list[Finding]:
+    sub, base, ref = probes.run("subset"), probes.run("baseline"), probes.reference_loss
     # Regression targets carry noise the model cannot fit at any size: a memorised subset against
     # a full-data loss at the noise floor is generalization, not capacity. Classification only.
-    if not sub or not base or not ref or ev.facts.get("task") != "classification":
+    if not sub or not base or not ref or probes.facts.get("task") != "classification":
         return []
     s, b = _final(sub), _final(base)
     if not (s < SUBSET_FITTED * ref and math.isfinite(b) and FULL_NOT_FITTED * ref < b < NO_LEARNING * ref
             and b > SUBSET_GAP * s):
         return []
-    if _fixed_elsewhere(ev, ref) or not _plateaued(base):
+    if _fixed_elsewhere(probes, ref) or not _plateaued(base):
         return []
     val = base.get("val_loss")
     if val is not None and val >= NO_LEARNING * ref:
         return []  # nothing generalizes: no signal, not too much data (see nothing_learned_beyond_memorising)
-    evidence = {"subset_rows": ev.get("subset").data["rows"], "subset_loss": s, "full_loss": b, "reference_loss": ref,
+    evidence = {"subset_rows": probes.get("subset").data["rows"], "subset_loss": s, "full_loss": b, "reference_loss": ref,
                 "thresholds": {"subset_fitted": SUBSET_FITTED * ref, "full_not_fitted": FULL_NOT_FITTED * ref}}
-    return [Finding("data.too_large", "warning", 0.6, evidence=evidence, source="probe:subset",
+    return [Finding("data.too_large", "warning", 0.6, evidence=evidence,
                     remedy=f"The model fits {evidence['subset_rows']} rows (loss {_fmt(s)}) but not the full data "
                            f"(loss {_fmt(b)}) at equal steps: start from a small sample and grow it, reduce the "
                            "feature or embedding size, or give the model more capacity (wider/deeper layers).")]
 
 
-@check("probes")
-def nothing_learned_beyond_memorising(ev: ProbeEvidence, **_) -> list[Finding]:
-    sub, base, ref = ev.run("subset"), ev.run("baseline"), ev.reference_loss
-    if not sub or not base or not ref or ev.facts.get("task") != "classification":
+@check
+def nothing_learned_beyond_memorising(probes: ProbeEvidence) -> list[Finding]:
+    sub, base, ref = probes.run("subset"), probes.run("baseline"), probes.reference_loss
+    if not sub or not base or not ref or probes.facts.get("task") != "classification":
         return []
     s, b = _final(sub), _final(base)
     val = base.get("val_loss")
     # with validation data: nothing generalizes beyond chance; without: the full data is not learned
     unlearned = (val >= NO_LEARNING * ref) if val is not None else (math.isfinite(b) and b >= NO_LEARNING * ref)
-    if not (s < SUBSET_FITTED * ref and unlearned) or _fixed_elsewhere(ev, ref):
+    if not (s < SUBSET_FITTED * ref and unlearned) or _fixed_elsewhere(probes, ref):
         return []
     evidence = {"subset_loss": s, "full_loss": b, "val_loss": val, "reference_loss": ref, "threshold": NO_LEARNING * ref}
-    return [Finding("data.no_signal", "warning", 0.6, evidence=evidence, source="probe:subset",
+    return [Finding("data.no_signal", "warning", 0.6, evidence=evidence,
                     remedy="The model memorises a small subset but learns nothing on the full data (loss stays at "
                            f"{_fmt(b if val is None else val)}, chance {_fmt(ref)}): the labels may not follow from the features. Check the "
                            "label join and the feature extraction.")]

@@ -1,0 +1,380 @@
+"""The differential: the last stage of every diagnosis. It puts each root cause above the symptoms
+it explains, with the reasoning, and says which experiment separates two causes that both remain.
+
+Every entry point (``diagnose`` on a log, ``watch``, the framework callbacks, ``check_model``,
+``check_data``, ``checkup``) hands its findings here through ``registry.diagnose_evidence``.
+
+How it decides:
+
+1. **Settled speculation goes.** A curve check that cannot decide a cause from the log alone adds
+   an info finding naming the experiment that would settle it. Where that experiment has run (the
+   checkup's probes found the cause, ruled it out or could not decide), the hint is dropped.
+2. **Causes explain symptoms.** ``EXPLANATIONS`` lists, for each cause, the findings it produces and
+   the evidence that must hold for the link (order in time, where the problem sits, how it was
+   measured): a learning rate that is too high explains exploding gradients, logit overflow, the
+   first NaN and units that died after the spike; inputs on a wrong scale explain logit overflow,
+   exploding gradients and saturation; a bad initialization explains vanishing or exploding
+   gradients at step 0; and so on. A symptom gets ``explained_by`` = its root's code; the root
+   gets ``evidence["explains"][symptom] = reason``, rises to its worst symptom's severity (the cause
+   of an error is an error) and gains a little confidence for each symptom it accounts for.
+3. **Two causes that both explain a symptom** are ordered by their own evidence (severity, then
+   confidence), and the one ranked first carries ``evidence["separating_experiment"]``: the run
+   that tells them apart.
+
+``findings.ranked`` then lists each root followed by its symptoms.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .findings import SEVERITY_RANK, Finding, ranked
+from .registry import Evidence
+
+LR_HIGH = "optim.lr_too_high"
+LR_LOW = "optim.lr_too_low"
+CLIP = "optim.clipping_masks_lr"
+UNNORMALIZED = "data.unnormalized"
+MIXED_UNITS = "data.mixed_units"
+BAD_INIT = "model.bad_init"
+ACTIVATION = "model.activation_mismatch"
+LOGIT_OVERFLOW = "model.logit_overflow"
+EXPLODING = "grad.exploding"
+VANISHING = "grad.vanishing"
+GRAD_NAN = "grad.non_finite"
+DEAD = "grad.dead_relu"
+SATURATED = "grad.saturated_activation"
+AMP = "optim.amp_scale_collapse"
+DATA_NAN = "data.non_finite"
+TOO_LARGE = "data.too_large"
+
+# Confidence a root gains for each symptom it accounts for: one explanation covering several
+# independent observations is more likely than one covering a single one; capped so that
+# corroboration never makes a cause certain on its own.
+CORROBORATION_BONUS = 0.05
+CORROBORATED_CONFIDENCE_CAP = 0.95
+
+Predicate = Callable[[Finding, Finding, Evidence], bool]
+
+
+def _always(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    return True
+
+
+def _step(finding: Finding, *keys: str) -> float | None:
+    for key in keys:
+        value = finding.evidence.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+# Evidence keys the checks may write so that the differential can order events in time.
+ONSET_KEYS = ("onset_step", "divergence_step", "spike_step", "first_non_finite_step", "step")
+FIRST_SEEN_KEYS = ("first_seen_step", "first_dead_step", "first_saturated_step")
+
+
+def _not_before_the_rate_blew_up(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    """Units killed by a too-high rate die after its spike; units dead from the first look were not."""
+    if symptom.evidence.get("at_init") or symptom.evidence.get("dead_at_first_look"):
+        return False
+    seen, onset = _step(symptom, *FIRST_SEEN_KEYS), _step(cause, *ONSET_KEYS)
+    return seen is None or onset is None or seen >= onset
+
+
+def _grew_during_training(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    """A symptom measured over time (not a depth ratio at initialization, nor the untrained output)."""
+    if symptom.evidence.get("at_init") or symptom.source.startswith("probe:initial_loss"):
+        return False
+    return not ("first_over_last_grad_norm" in symptom.evidence and "growth" not in symptom.evidence)
+
+
+def _not_from_the_inputs(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    return symptom.evidence.get("produced_by") != "inputs"
+
+
+def _from_the_inputs(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    produced_by = symptom.evidence.get("produced_by")
+    return produced_by == "inputs" or (produced_by in (None, "unknown") and symptom.evidence.get("step") in (0, 1))
+
+
+def _feature_scale(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    """The inputs' scale, not only the target's or a heavy tail's, and more than a note."""
+    return cause.severity != "info" and cause.where != "target"
+
+
+def _at_init(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    """A structural init finding explains what shows from the first steps (a depth ratio, the
+    untrained output, units dead from the first look); not what appeared after a spike later on."""
+    if not cause.source.startswith(("model:", "integration:")):
+        return False  # the re-init ablation's bad_init names no mechanism: the mechanism explains it
+    if symptom.evidence.get("at_init") or symptom.evidence.get("dead_at_first_look"):
+        return True
+    if symptom.source.startswith("probe:initial_loss"):
+        return True
+    return "first_over_last_grad_norm" in symptom.evidence or symptom.code in (VANISHING, DEAD, SATURATED)
+
+
+def _reinit_ablation_only(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    """A bad_init known only because a re-initialization helped: the mechanism it cures (dead units,
+    vanishing or exploding gradients) is the more specific diagnosis, and the re-init its evidence."""
+    return symptom.source.startswith("probe:bad_initialization")
+
+
+def _clip_kept_it_finite(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    """The clip hides a too-high rate when the run did not blow up: it learned slowly instead. A run
+    that went NaN or diverged despite the clip has a rate problem the clip did not mask."""
+    ev = symptom.evidence
+    if ev.get("baseline_diverged") or ev.get("baseline_blew_up") or ev.get("baseline_first_non_finite_step") is not None:
+        return False
+    analysis = evidence.analysis
+    return analysis is None or analysis.verdict not in ("non_finite", "diverging")
+
+
+def _rate_blew_up_despite_clip(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    return not _clip_kept_it_finite(symptom, cause, evidence)
+
+
+# The seed: "optimal learning rate can be between 0.0001 to 0.1". A rate inside that range that the
+# range test still calls too high is too high for THESE inputs: standardized, they would take it.
+# A rate outside it is suspect on its own, whatever the inputs.
+USUAL_LR_RANGE = (1e-4, 0.1)
+
+
+def user_lr(finding: Finding, evidence: Evidence) -> float | None:
+    """The learning rate the user set, from the run's facts or the finding's own evidence."""
+    if evidence.run is not None and evidence.run.lr:
+        return float(evidence.run.lr)
+    for key in ("user_lr", "lr_at_divergence", "lr_at_non_finite", "lr_at_spike", "peak_lr", "lr"):
+        value = finding.evidence.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return None
+
+
+def _usual_rate(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    """Inputs far from unit scale make a usual rate too high; an unusual rate is its own cause."""
+    lr = user_lr(symptom, evidence)
+    return _feature_scale(cause, symptom, evidence) and lr is not None and \
+        USUAL_LR_RANGE[0] <= lr <= USUAL_LR_RANGE[1]
+
+
+def _subset_probe(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    return symptom.source.startswith("probe:too_much_data")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """``cause`` explains ``symptom`` when ``holds``; ``why`` is the reasoning shown to the user."""
+
+    cause: str
+    symptom: str
+    why: str
+    holds: Predicate = _always
+
+
+EXPLANATIONS: tuple[Explanation, ...] = (
+    # A learning rate that is too high (the seed: a spike, then NaN; exp(100) = Inf in the softmax).
+    Explanation(LR_HIGH, EXPLODING, "each oversized step overshoots, and the next gradient is larger",
+                _grew_during_training),
+    Explanation(LR_HIGH, LOGIT_OVERFLOW, "oversized updates grow the output weights until exp() of the "
+                "largest logit overflows", _grew_during_training),
+    Explanation(LR_HIGH, GRAD_NAN, "the update that overflowed wrote NaN/Inf into the weights",
+                _not_from_the_inputs),
+    Explanation(LR_HIGH, DEAD, "an oversized update pushes the units below zero for every input and they "
+                "never recover", _not_before_the_rate_blew_up),
+    Explanation(LR_HIGH, SATURATED, "oversized updates drive the pre-activations into the flat tails of "
+                "tanh/sigmoid", _not_before_the_rate_blew_up),
+    Explanation(LR_HIGH, AMP, "under float16 a too-high rate overflows the gradients on every step, so the "
+                "scaler keeps halving its scale"),
+    Explanation(LR_HIGH, CLIP, "the run blew up although the clip cut most steps: the rate itself is too "
+                "high", _rate_blew_up_despite_clip),
+    # Gradient clipping that hides a too-high rate (the seed: it makes the optimal rate hard to find).
+    Explanation(CLIP, LR_HIGH, "the clip keeps the too-high rate from blowing up and makes it learn slowly "
+                "and unstably instead", _clip_kept_it_finite),
+    # Inputs on a wrong scale.
+    *(Explanation(scale, LR_HIGH, "with inputs this far from unit scale, a usual learning rate is too high: "
+                  "standardized inputs would take it", _usual_rate) for scale in (UNNORMALIZED, MIXED_UNITS)),
+    *(Explanation(scale, symptom, why, _feature_scale) for scale in (UNNORMALIZED, MIXED_UNITS)
+      for symptom, why in (
+          (LOGIT_OVERFLOW, "inputs far from unit scale multiply through the layers into logits of that order"),
+          (EXPLODING, "gradients scale with the inputs: features far from unit scale make them that much larger"),
+          (SATURATED, "inputs far from unit scale push tanh/sigmoid pre-activations into their flat tails"),
+      )),
+    # A bad initialization: visible from the first steps.
+    *(Explanation(BAD_INIT, symptom, "weights at the wrong scale shrink or grow the signal at every layer "
+                  "from the first step", _at_init) for symptom in (VANISHING, EXPLODING, DEAD, SATURATED,
+                                                                     LOGIT_OVERFLOW)),
+    # ... unless all that says "init" is that a re-initialization helped: then the mechanism it cured
+    # is the diagnosis, and the re-init's gain is evidence for it.
+    *(Explanation(mechanism, BAD_INIT, "a re-initialization cured it, which is what re-initializing does to "
+                  f"{what}", _reinit_ablation_only)
+      for mechanism, what in ((DEAD, "dead units"), (VANISHING, "vanishing gradients"),
+                              (EXPLODING, "exploding gradients"), (SATURATED, "saturated units"))),
+    # An output layer that does not fit the loss: tiny gradients, saturation, any rate looks too low.
+    Explanation(ACTIVATION, VANISHING, "a bounded activation where the loss expects raw scores passes back "
+                "almost no gradient"),
+    Explanation(ACTIVATION, SATURATED, "the activation that does not fit the layer saturates"),
+    Explanation(ACTIVATION, LR_LOW, "the output layer and the loss do not fit, so the gradient is tiny and "
+                "any rate looks too low"),
+    # NaN in the data.
+    Explanation(DATA_NAN, GRAD_NAN, "a NaN/Inf in the batch propagates to every output and gradient",
+                _from_the_inputs),
+    # A subset fitted but not the full data: the data, not its size, when its labels are the problem.
+    *(Explanation(code, TOO_LARGE, why, _subset_probe) for code, why in (
+        ("data.label_noise", "noisy labels can be memorised on a subset but not fitted on the whole set"),
+        ("data.no_signal", "features without signal can be memorised on a subset but not learned"),
+        (DATA_NAN, "NaN/Inf rows spoil the full data but may be absent from the subset"),
+    )),
+)
+
+def _unusual_rate(first: Finding, second: Finding, evidence: Evidence) -> bool:
+    lr = user_lr(first, evidence)
+    return lr is not None and not USUAL_LR_RANGE[0] <= lr <= USUAL_LR_RANGE[1]
+
+
+@dataclass(frozen=True)
+class Precedence:
+    """When both causes are roots and both explain a symptom, ``first`` comes first if ``holds``."""
+
+    first: str
+    second: str
+    why: str
+    holds: Predicate = _always
+
+
+PRECEDENCE: tuple[Precedence, ...] = (
+    # A rate outside the seed's usual range is wrong whatever the inputs: fix it first, then the scale.
+    *(Precedence(LR_HIGH, scale, "the learning rate is outside the usual 1e-4..0.1 on its own", _unusual_rate)
+      for scale in (UNNORMALIZED, MIXED_UNITS)),
+)
+
+
+def _goes_first(a: Finding, b: Finding, evidence: Evidence) -> bool:
+    return any(p.first == a.code and p.second == b.code and p.holds(a, b, evidence) for p in PRECEDENCE)
+
+
+# The run that tells two remaining causes apart, by pair (either order).
+SEPARATING_EXPERIMENTS: dict[frozenset[str], str] = {
+    frozenset({LR_HIGH, UNNORMALIZED}): "Standardize the inputs and rerun at the same learning rate: if the "
+    "loss still blows up, the rate is too high; if it trains, the inputs' scale was the cause.",
+    frozenset({LR_HIGH, MIXED_UNITS}): "Normalize each group separately (lossdoctor.GroupNormalizer) and rerun "
+    "at the same rate: if it still blows up, lower the rate.",
+    frozenset({LR_HIGH, BAD_INIT}): "Rerun with lossdoctor.model.apply_init(model) at the same rate: if the "
+    "gradients still blow up after the first steps, the rate is too high.",
+    frozenset({UNNORMALIZED, BAD_INIT}): "Standardize the inputs and rerun with the same initialization: if "
+    "the gradients are still off at step 0, re-initialize.",
+    frozenset({LR_HIGH, ACTIVATION}): "Fix the output layer and rerun at the same rate: if it still blows up, "
+    "lower the rate.",
+    frozenset({BAD_INIT, ACTIVATION}): "Fix the activation first (it is structural), then re-check the "
+    "gradients at step 0.",
+}
+
+
+def separating_experiment(a: str, b: str) -> str:
+    return SEPARATING_EXPERIMENTS.get(frozenset({a, b}),
+                                      f"Fix {a} alone and rerun: if the symptoms remain, {b} is the cause.")
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _settled_codes(evidence: Evidence) -> set[str]:
+    """Codes an experiment of the checkup has decided (found, ruled out, or found inconclusive)."""
+    probes = evidence.probes
+    if probes is None:
+        return set()
+    from .probes.checks import inconclusive, rule_out
+
+    settled = {r.code for r in rule_out(probes)}
+    settled |= {code for u in inconclusive(probes) for code in u["codes"]}
+    if probes.get("lr_range"):
+        settled |= {LR_HIGH, LR_LOW}
+    return settled
+
+
+def _drop_settled_speculation(findings: list[Finding], evidence: Evidence) -> list[Finding]:
+    """A curve check's info hint ("not settled by the log: try X") is dropped once X has run."""
+    settled = _settled_codes(evidence) | {f.code for f in findings if f.source.startswith("probe:")}
+    return [f for f in findings
+            if not (f.severity == "info" and f.source.startswith("curves:") and f.code in settled)]
+
+
+def _rank_key(f: Finding) -> tuple:
+    return f.sort_key()
+
+
+def differential(findings: list[Finding], evidence: Evidence) -> list[Finding]:
+    """The findings with each symptom under its root cause, ranked (see the module docstring)."""
+    findings = _drop_settled_speculation(list(findings), evidence)
+    for f in findings:
+        f.explained_by = None
+    serious = [f for f in findings if f.severity != "info"]
+    # the candidate roots of each symptom, by the table; a finding is never its own cause
+    candidates: dict[int, list[tuple[Finding, Explanation]]] = {}
+    for rule in EXPLANATIONS:
+        causes = [c for c in serious if c.code == rule.cause]
+        if not causes:
+            continue
+        for symptom in findings:
+            if symptom.code != rule.symptom:
+                continue
+            for cause in causes:
+                if cause is not symptom and rule.holds(cause, symptom, evidence):
+                    candidates.setdefault(id(symptom), []).append((cause, rule))
+    # decide, most serious symptoms first, refusing links that would make a cycle
+    by_id = {id(f): f for f in findings}
+    root_of: dict[int, Finding] = {}
+
+    def root(f: Finding) -> Finding:
+        seen = set()
+        while id(f) in root_of and id(f) not in seen:
+            seen.add(id(f))
+            f = root_of[id(f)]
+        return f
+
+    for sid in sorted(candidates, key=lambda i: _rank_key(by_id[i])):
+        symptom = by_id[sid]
+        options = sorted(candidates[sid], key=lambda cr: _rank_key(cr[0]))
+        options = [(c, r) for c, r in options if root(c) is not symptom]  # no cycles
+        if not options:
+            continue
+        for i, (c, r) in enumerate(options):  # a precedence rule overrides the plain ranking
+            if i and _goes_first(c, options[0][0], evidence):
+                options.insert(0, options.pop(i))
+        cause, rule = options[0]
+        root_of[sid] = cause
+        cause.evidence.setdefault("explains", {})[symptom.code] = rule.why
+        others = [c.code for c, _ in options[1:] if c.code != cause.code]
+        if others:
+            cause.evidence["also_possible"] = sorted(set(cause.evidence.get("also_possible", [])) | set(others))
+            cause.evidence["separating_experiment"] = separating_experiment(cause.code, others[0])
+    # every symptom hangs under its ultimate root; roots inherit their worst symptom's severity
+    for sid, cause in root_of.items():
+        symptom, top = by_id[sid], root(cause)
+        symptom.explained_by = top.code
+        if top is not cause:
+            top.evidence.setdefault("explains", {}).setdefault(symptom.code, cause.evidence["explains"][symptom.code])
+        if SEVERITY_RANK[symptom.severity] < SEVERITY_RANK[top.severity]:
+            top.severity = symptom.severity
+        top.confidence = min(CORROBORATED_CONFIDENCE_CAP, top.confidence + CORROBORATION_BONUS) \
+            if top.confidence < CORROBORATED_CONFIDENCE_CAP else top.confidence
+    _order_roots_by_precedence([f for f in findings if id(f) not in root_of], evidence)
+    return ranked(findings)
+
+
+def _order_roots_by_precedence(roots: list[Finding], evidence: Evidence) -> None:
+    """A root that a precedence rule puts first is ranked first: it takes the other's severity and
+    just more than its confidence (the ranking is by severity, then confidence)."""
+    for first in roots:
+        for second in roots:
+            if first is second or not _goes_first(first, second, evidence) or first.sort_key() < second.sort_key():
+                continue
+            if SEVERITY_RANK[second.severity] < SEVERITY_RANK[first.severity]:
+                first.severity = second.severity
+            first.confidence = min(1.0, max(first.confidence, second.confidence + 0.01))
+            first.evidence["ranked_before"] = {second.code: next(
+                p.why for p in PRECEDENCE if p.first == first.code and p.second == second.code)}
+
+
+__all__ = ["differential", "EXPLANATIONS", "Explanation", "SEPARATING_EXPERIMENTS", "separating_experiment"]
