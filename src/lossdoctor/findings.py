@@ -154,8 +154,10 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        """0 for a converging run, 1 for any other verdict (the CLI's contract)."""
-        return 0 if self.verdict in (None, "converging") else 1
+        """The CLI's contract: 0 for a converging run with nothing to fix (no warning, no error), 1 for
+        any other verdict or any diagnosed problem (a converging curve with 100 % dead units is not
+        a healthy run)."""
+        return 0 if self.verdict in (None, "converging") and not self.warnings() else 1
 
     def add(self, findings: Iterable[Finding]) -> None:
         self.findings = ranked([*self.findings, *findings])
