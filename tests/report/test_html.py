@@ -15,7 +15,6 @@ from lossdoctor.internal import LossDoctorInternalWarning
 from lossdoctor.report.html import PLOT_KEYS, render_html
 
 
-
 class _Page(HTMLParser):
     """Collects tags, attributes and text of a page."""
 

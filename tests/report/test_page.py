@@ -21,7 +21,7 @@ TEMPLATES = pathlib.Path(__file__).resolve().parents[2] / "src" / "lossdoctor" /
 class _Tree(HTMLParser):
     """Text of the page, and the nesting of <article data-code> elements (code -> parent code)."""
 
-    VOID = {"br", "img", "meta", "hr", "input", "link"}
+    VOID = frozenset({"br", "img", "meta", "hr", "input", "link"})
 
     def __init__(self, text: str):
         super().__init__(convert_charrefs=True)
@@ -101,7 +101,7 @@ def test_the_renderers_never_import_the_report_model(full_report):
         "print(sorted(m for m in sys.modules if m.startswith('lossdoctor')))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], input=full_report.to_json(), capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "lossdoctor.report.html" in proc.stdout  # the page was drawn by the module under test
     assert "lossdoctor.findings" not in proc.stdout
@@ -201,8 +201,8 @@ def test_the_notebook_view_is_the_same_report_without_a_page_shell(full_report):
 
 
 def test_the_notebook_css_only_styles_the_report(full_report):
-    css = re.search(r"<style>(.*?)</style>", full_report._repr_html_(), re.S).group(1)
-    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    css = re.search(r"<style>(.*?)</style>", full_report._repr_html_(), re.DOTALL).group(1)
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.DOTALL)
     blocks = re.findall(r"([^{}]+)\{([^{}]*)\}", re.sub(r"@media[^{]*\{((?:[^{}]*\{[^{}]*\})*)\s*\}", r"\1", css))
     assert len(blocks) > 50
     for selectors, _ in blocks:

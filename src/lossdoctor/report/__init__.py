@@ -38,4 +38,4 @@ def print_report(report_or_list: Any, console: Any = None) -> None:
     emit(report_or_list, console=console)
 
 
-__all__ = ["render_html", "render_text", "print_report", "report_dict", "summarize", "verdict_advice", "verdict_tone"]
+__all__ = ["print_report", "render_html", "render_text", "report_dict", "summarize", "verdict_advice", "verdict_tone"]

@@ -16,8 +16,18 @@ from rich.padding import Padding
 from rich.panel import Panel
 from rich.text import Text
 
-from .view import (FindingView, clean, finding_groups, fix_first, fmt_number, is_number, merged_events, report_dict,
-                   report_dicts, summarize)
+from .view import (
+    FindingView,
+    clean,
+    finding_groups,
+    fix_first,
+    fmt_number,
+    is_number,
+    merged_events,
+    report_dict,
+    report_dicts,
+    summarize,
+)
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 TONE_STYLE = {"good": "bold green", "neutral": "bold", "caution": "bold yellow", "bad": "bold red"}

@@ -16,11 +16,21 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .plots import PLOT_KEYS, draw_plots
-from .view import (SIGNIFICANT_DIGITS, code_title, finding_groups, fix_first, fmt_number, is_number, merged_events,
-                   report_dicts, summarize)
+from .view import (
+    SIGNIFICANT_DIGITS,
+    code_title,
+    finding_groups,
+    fix_first,
+    fmt_number,
+    is_number,
+    merged_events,
+    report_dicts,
+    summarize,
+)
 
 EVIDENCE_LIST_ITEMS = 12  # lists longer than this are shown as their first items and a count
 EVIDENCE_NESTED_TABLES = 2  # dicts deeper than this are shown as one line of JSON
@@ -29,7 +39,7 @@ MAX_CHIPS = 10  # short scalar facts shown as chips; everything else goes into "
 MAX_CHIP_CHARS = 80
 SHOWN_ELSEWHERE = ("advice", "notes")  # metadata keys the summary shows in their own place
 
-__all__ = ["render_html", "PLOT_KEYS"]
+__all__ = ["PLOT_KEYS", "render_html"]
 
 
 @functools.lru_cache(maxsize=1)

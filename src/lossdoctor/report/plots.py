@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import io
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -79,15 +80,15 @@ class Caption:
 
     parts: list[tuple[str, str]] = field(default_factory=list)
 
-    def text(self, s: Any) -> "Caption":
+    def text(self, s: Any) -> Caption:
         self.parts.append(("text", str(s)))
         return self
 
-    def b(self, s: Any) -> "Caption":
+    def b(self, s: Any) -> Caption:
         self.parts.append(("b", str(s)))
         return self
 
-    def code(self, s: Any) -> "Caption":
+    def code(self, s: Any) -> Caption:
         self.parts.append(("code", str(s)))
         return self
 
@@ -438,39 +439,48 @@ def _plot_grad_norms(data: dict, report: dict):
     return fig, caption
 
 
+def _unit_kind(kind: Any) -> str:
+    """"saturated" (tanh/sigmoid pinned at its bounds), "dead" (ReLU never active) or "" (unknown)."""
+    text = str(kind or "").lower()
+    if any(word in text for word in ("saturat", "tanh", "sigmoid")):
+        return "saturated"
+    return "dead" if "relu" in text or text == "dead" else ""
+
+
 def _unit_kinds(layers: list[str], data: dict, report: dict) -> list[str]:
-    """Per layer "dead" (ReLU never active), "saturated" (tanh/sigmoid pinned at its bounds) or ""
-    (unknown): from the plot data's ``kinds`` when present, else from the findings about the layer."""
+    """The kind of each layer's units: from the plot data's ``kinds`` when present, else from the
+    findings about the layer (a per-layer ``kind`` in the evidence, or grad.saturated_activation)."""
     kinds = data.get("kinds")
-    if not (isinstance(kinds, list) and len(kinds) == len(layers)):
-        kinds = [None] * len(layers)
-        for f in report["findings"]:
-            per_layer = f["evidence"].get("layers")
-            if isinstance(per_layer, dict):
-                for i, layer in enumerate(layers):
-                    if isinstance(per_layer.get(layer), dict) and per_layer[layer].get("kind"):
-                        kinds[i] = per_layer[layer]["kind"]
-            if f["code"] == "grad.saturated_activation":
-                kinds = [k or ("saturated" if f["where"] == layer else None) for k, layer in zip(kinds, layers)]
-    out = []
-    for k in kinds:
-        k = str(k or "").lower()
-        out.append("saturated" if any(w in k for w in ("saturat", "tanh", "sigmoid")) else "dead" if "relu" in k
-                   or k == "dead" else "")
-    return out
+    if isinstance(kinds, list) and len(kinds) == len(layers):
+        return [_unit_kind(k) for k in kinds]
+    found = dict.fromkeys(layers, "")
+    for f in report["findings"]:
+        per_layer = f["evidence"].get("layers")
+        for layer in layers:
+            if isinstance(per_layer, dict) and isinstance(per_layer.get(layer), dict):
+                found[layer] = found[layer] or _unit_kind(per_layer[layer].get("kind"))
+            if f["code"] == "grad.saturated_activation" and f["where"] == layer:
+                found[layer] = found[layer] or "saturated"
+    return [found[layer] for layer in layers]
 
 
 DEAD_UNITS_WORDS = {  # the kinds present -> (title, axis label, caption)
-    frozenset({"dead"}): ("Share of units that never activate (dead ReLU), per layer", "dead units",
-                          "Units whose activation was never positive on the sampled batches (a dead ReLU passes "
-                          "no gradient and rarely recovers)."),
-    frozenset({"saturated"}): ("Share of saturated units (tanh/sigmoid), per layer", "saturated units",
-                               "Units pinned at the bounds of their tanh/sigmoid on the sampled batches: their "
-                               "derivative is near zero, so they pass almost no gradient."),
+    frozenset({"dead"}): (
+        "Share of units that never activate (dead ReLU), per layer", "dead units",
+        ("Units whose activation was never positive on the sampled batches (a dead ReLU passes no gradient "
+         "and rarely recovers)."),
+    ),
+    frozenset({"saturated"}): (
+        "Share of saturated units (tanh/sigmoid), per layer", "saturated units",
+        ("Units pinned at the bounds of their tanh/sigmoid on the sampled batches: their derivative is near "
+         "zero, so they pass almost no gradient."),
+    ),
 }
-DEAD_OR_SATURATED_WORDS = ("Share of dead or saturated units, per layer", "dead or saturated units",
-                           "Units that pass almost no gradient on the sampled batches: ReLU units never active "
-                           "(dead) or tanh/sigmoid units pinned at their bounds (saturated).")
+DEAD_OR_SATURATED_WORDS = (
+    "Share of dead or saturated units, per layer", "dead or saturated units",
+    ("Units that pass almost no gradient on the sampled batches: ReLU units never active (dead) or "
+     "tanh/sigmoid units pinned at their bounds (saturated)."),
+)
 
 
 def _plot_dead_units(data: dict, report: dict):

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ..codes import CODES, SEVERITIES, VERDICT_ADVICE, VERDICTS
 
@@ -204,9 +205,11 @@ def summarize(report: Mapping[str, Any]) -> Summary:
     serious = counts["error"] + counts["warning"]
     qualifier = ""
     if verdict in ("converging", None) and serious:
-        what = plural(counts["error"], "error") if counts["error"] else plural(counts["warning"], "warning")
-        need = ("needs" if counts["error"] == 1 else "need") + " fixing" if counts["error"] else \
-            ("is" if counts["warning"] == 1 else "are") + " worth a look"
+        if counts["error"]:
+            what, need = plural(counts["error"], "error"), "needs fixing" if counts["error"] == 1 else "need fixing"
+        else:
+            what, need = plural(counts["warning"], "warning"), "is" if counts["warning"] == 1 else "are"
+            need += " worth a look"
         qualifier = (f"The curves look fine, but {what} {need}." if verdict == "converging"
                      else f"No loss curves were judged; the checks found {what} that {need}.")
     nothing_to_fix = not serious and verdict in ("converging", None)
@@ -269,7 +272,7 @@ class KeyNumber:
 class FindingView:
     rank: str  # "1", or "1.2" for the second symptom under root cause 1
     finding: dict[str, Any]
-    symptoms: list["FindingView"] = field(default_factory=list)
+    symptoms: list[FindingView] = field(default_factory=list)
     explained_by: str | None = None  # the root cause's code, for a symptom
     explained_by_title: str = ""
     why_explained: str = ""  # the root cause's reason for this symptom, when it gave one
