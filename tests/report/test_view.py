@@ -43,6 +43,10 @@ def test_a_bare_threshold_sits_beside_the_number_written_before_it():
     assert _pairs({"largest_logit": 611.0, "fraction_of_limit": 6.9}) == {"largest_logit": "", "fraction_of_limit": ""}
     # a fractional threshold never lands beside a count
     assert _pairs({"share": 0.3, "examined": 1000, "threshold": 0.1}) == {"share": "", "examined": "", "threshold": ""}
+    # nor beside one of several measures of the same quantity (which one it bounds is not written)
+    assert _pairs({"grad_ratio_without_bn": 2e-5, "grad_ratio_with_bn": 0.4, "threshold": 1e-3}) == {
+        "grad_ratio_without_bn": "", "grad_ratio_with_bn": "", "threshold": ""}
+    assert _pairs({"full_loss": 2.3, "reference_loss": 2.3, "threshold": 2.07})["reference_loss"] == ""
 
 
 def test_numbers_are_shown_to_four_significant_digits_and_nested_ones_fill_the_rest():

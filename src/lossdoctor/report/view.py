@@ -382,9 +382,10 @@ def _pair_thresholds(items: list[tuple[str, Any]]) -> dict[str, str]:
 
     A named threshold (``spread_limit``) bounds the number whose name ends with its stem
     (``std_spread``). A bare ``threshold`` bounds the number written just before it: checks write
-    the measured value, then its threshold; when that neighbour is an integer count and the
-    threshold a fraction, or not a number at all, the threshold is shown on its own line instead
-    of beside the wrong number.
+    the measured value, then its threshold. The threshold is shown on its own line instead of
+    beside a number it may not bound when that neighbour is not a number, is an integer count
+    beside a fractional threshold, or has a sibling measuring the same kind of quantity (the same
+    last word: ``full_loss`` and ``reference_loss``, ``..._with_bn`` and ``..._without_bn``).
     """
     pairs: dict[str, str] = {}
     for i, (key, value) in enumerate(items):
@@ -404,6 +405,9 @@ def _pair_thresholds(items: list[tuple[str, Any]]) -> dict[str, str]:
             continue
         fractional = isinstance(value, float) and not float(value).is_integer()
         if fractional and isinstance(previous, int):
+            continue
+        kind = before.lower().split("_")[-1]
+        if any(k != before and is_number(v) and k.lower().split("_")[-1] == kind for k, v in items):
             continue
         pairs[before] = key
     return pairs
