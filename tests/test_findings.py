@@ -91,7 +91,7 @@ def test_report_json_round_trip_keeps_non_finite_evidence_readable():
 def test_text_rendering_names_verdict_top_cause_and_remedy():
     report = Report("diverging", [Finding("optim.lr_too_high", "error", 0.8, evidence={"jump": 12.5})])
     text = str(report)
-    assert "diverging" in text and "optim.lr_too_high" in text and "jump=12.5" in text
+    assert "diverging" in text and "optim.lr_too_high" in text and "jump = 12.5" in text
     assert "fix first" in text
     assert "nothing to fix" in str(Report("converging"))
 

@@ -193,28 +193,46 @@ class Report:
     def from_json(cls, text: str) -> "Report":
         return cls.from_dict(json.loads(text))
 
-    # -- rendering (the renderers live in lossdoctor.report) -----------------------------
+    # -- rendering: thin delegates to lossdoctor.report, which works from to_dict() ----------
     def to_text(self, width: int = 100) -> str:
-        from .report.console import render_text
+        from .report import render_text
 
-        return render_text(self, width=width)
+        return render_text(self.to_dict(), width=width)
 
     def __str__(self) -> str:
         return self.to_text()
 
-    def print(self, console=None) -> None:
-        from .report.console import print_report
+    def __repr__(self) -> str:
+        """One line: the verdict, how many findings, the top one, the source."""
+        verdict = self.verdict or "no verdict"
+        top = self.top
+        first = f", top {top.code} ({top.severity} {top.confidence:.2f})" if top is not None else ""
+        source = self.source if len(self.source) <= REPR_SOURCE_CHARS else "\u2026" + self.source[-REPR_SOURCE_CHARS:]
+        count = f"{len(self.findings)} finding{'' if len(self.findings) == 1 else 's'}"
+        return f"<Report {verdict}: {count}{first}, source={source!r}>"
 
-        print_report(self, console=console)
+    def print(self, console=None) -> None:
+        from .report import print_report
+
+        print_report(self.to_dict(), console=console)
 
     def to_html(self, path: str | None = None) -> str:
-        from .report.html import render_html
+        from .report import render_html
 
-        html = render_html(self)
+        html = render_html(self.to_dict())
         if path is not None:
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(html)
         return html
+
+    def _repr_html_(self) -> str:
+        """The same page, compact, for a notebook cell (scoped CSS, no <html> shell)."""
+        from .report import render_html
+
+        return render_html(self.to_dict(), fragment=True)
+
+
+REPR_SOURCE_CHARS = 60  # repr(report) stays one line: a longer source keeps its end (the file name)
 
 
 def ranked(findings: Iterable[Finding]) -> list[Finding]:

@@ -101,3 +101,36 @@ def full_html() -> str:
     from lossdoctor.report.html import render_html
 
     return render_html(build_full_report())
+
+
+@pytest.fixture(scope="session")
+def digits_runs():
+    """Real trainings on scikit-learn's digits (tests/curves/digits_training.py): ``healthy`` (Adam),
+    ``lr_nan`` (SGD at lr 100: the loss climbs to ~1e23 in four steps, then NaN to the end) and
+    ``dropout09``; each a dict of steps, loss, lr, grad_norm, val_steps, val_loss."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "curves" / "digits_training.py"
+    spec = importlib.util.spec_from_file_location("lossdoctor_tests_digits_training", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    class Runs(dict):
+        def __missing__(self, fault):
+            self[fault] = module.train(fault)
+            return self[fault]
+
+    runs = Runs()
+    runs.to_curves = module.to_curves
+    return runs
+
+
+@pytest.fixture(scope="session")
+def nan_run_report(digits_runs):
+    """The curve analysis of the real lr_nan training, as diagnose returns it for its log."""
+    from lossdoctor.curves import diagnose_curves
+
+    report = diagnose_curves(digits_runs.to_curves(digits_runs["lr_nan"], run="lr_nan"))
+    report.source = "runs/lr_nan/metrics.csv"
+    return report

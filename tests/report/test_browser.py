@@ -99,3 +99,87 @@ def test_report_screenshot_shows_the_page(tmp_path, full_report):
     keep = os.environ.get("LOSSDOCTOR_SCREENSHOT")
     if keep:  # e.g. LOSSDOCTOR_SCREENSHOT=report.png make test: keep it to look at
         shutil.copy(shot, keep)
+
+
+def _keep(shot, name: str) -> None:
+    """LOSSDOCTOR_SCREENSHOT_DIR=dir keeps the screenshots to look at."""
+    folder = os.environ.get("LOSSDOCTOR_SCREENSHOT_DIR")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        shutil.copy(shot, os.path.join(folder, name))
+
+
+def _reds(image: Image.Image) -> int:
+    return sum(n for n, (r, g, b) in image.getcolors(1_000_000) if r > 170 and g < 90 and b < 80)
+
+
+# A notebook's own page: its headings, tables and text must look the same with the report in it.
+NOTEBOOK = """<!DOCTYPE html><html><head><meta charset="utf-8"><style>
+body { margin:16px; font-family: serif; }
+</style></head><body><h2 id="cell-in">In [1]: report</h2>
+<table id="theirs"><tr><th>their</th><td>table</td></tr></table><p id="theirs-text">Their text, before.</p>
+<div class="output">FRAGMENT</div><p id="after">In [2]: their text, after.</p></body></html>"""
+STYLE_PROBE = """<script>
+window.addEventListener("load", () => {
+  const props = ["font-family", "font-size", "color", "text-align", "padding-top", "background-color", "margin-top"];
+  const ids = ["cell-in", "theirs", "theirs-text", "after"];
+  const styles = ids.map(id => {
+    const el = document.getElementById(id), cell = el.querySelector("td") || el;
+    return id + "=" + props.map(p => getComputedStyle(cell).getPropertyValue(p)).join("|");
+  });
+  const imgs = [...document.querySelectorAll(".lossdoctor img")].filter(i => i.naturalWidth > 300).length;
+  const box = document.querySelector(".lossdoctor .verdict");
+  document.body.setAttribute("data-styles", encodeURIComponent(styles.join(";")));
+  document.body.setAttribute("data-images", String(imgs));
+  document.body.setAttribute("data-verdict", box ? getComputedStyle(box).backgroundColor : "none");
+  document.body.setAttribute("data-probe-done", "yes");
+});
+</script>"""
+
+
+def _probe(tmp_path, name: str, page: str) -> dict[str, str]:
+    path = tmp_path / name
+    path.write_text(page.replace("</body>", STYLE_PROBE + "</body>", 1), encoding="utf-8")
+    result = _chromium(tmp_path, "--dump-dom", path.as_uri())
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _console_messages(result.stderr) == []
+    body = re.search(r"<body([^>]*)>", result.stdout).group(1)
+    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body))
+    assert attrs.get("probe-done") == "yes", "the page did not finish loading"
+    return attrs
+
+
+@needs_chromium
+def test_the_notebook_view_renders_in_a_page_and_leaves_the_page_alone(tmp_path, nan_run_report):
+    fragment = nan_run_report._repr_html_()
+    with_report = _probe(tmp_path, "with.html", NOTEBOOK.replace("FRAGMENT", fragment))
+    without = _probe(tmp_path, "without.html", NOTEBOOK.replace("FRAGMENT", ""))
+    assert with_report["styles"] == without["styles"]  # the notebook's own elements are not restyled
+    assert int(with_report["images"]) == len(re.findall(r"<img ", fragment)) >= 1
+    assert with_report["verdict"] == "rgb(192, 57, 43)"  # a NaN run: the red verdict box
+
+    page = tmp_path / "notebook.html"
+    page.write_text(NOTEBOOK.replace("FRAGMENT", fragment), encoding="utf-8")
+    shot = tmp_path / "notebook.png"
+    result = _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri())
+    assert result.returncode == 0, result.stderr[-2000:]
+    image = Image.open(shot).convert("RGB")
+    assert _reds(image.crop((0, 0, 1000, 450))) > 10_000, "the red verdict box is missing near the top"
+    assert len(image.getcolors(1_000_000)) > 500, "the screenshot is nearly blank"
+    _keep(shot, "notebook.png")
+
+
+@needs_chromium
+def test_a_nan_run_page_shows_the_finite_part_and_the_first_nan(tmp_path, nan_run_report):
+    page = tmp_path / "nan.html"
+    nan_run_report.to_html(str(page))
+    shot = tmp_path / "nan.png"
+    result = _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,1300", page.as_uri())
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _console_messages(result.stderr) == []
+    image = Image.open(shot).convert("RGB")
+    assert _reds(image.crop((0, 0, 1280, 400))) > 10_000, "the red verdict banner is missing"
+    # the loss plot (below the summary) carries the red first-NaN line and its shaded tail
+    assert _reds(image.crop((0, 450, 1280, 1300))) > 500, "no first-NaN marker in the loss plot"
+    assert len(image.getcolors(1_000_000)) > 500, "the screenshot is nearly blank"
+    _keep(shot, "nan_run.png")

@@ -1,120 +1,157 @@
-"""Terminal rendering of Reports with rich."""
+"""The terminal rendering of reports, with rich, from the report's plain dict.
+
+Every user string (run names, paths, layer names, evidence keys, remedies) becomes a
+``rich.text.Text`` (never markup: ``exp[lr=0.1]/metrics.csv`` prints as it is and ``a[/]b``
+cannot break anything) after :func:`~lossdoctor.report.view.clean` has removed ANSI sequences
+and control characters. Per finding, the terminal shows the few numbers that matter as
+``name = value`` lines; the full evidence is in ``--json`` and the HTML page.
+"""
 from __future__ import annotations
 
 import io
-import json
-from typing import Iterable
+from typing import Any
 
 from rich.console import Console, Group
+from rich.padding import Padding
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
-from ..codes import VERDICTS
-from ..findings import Finding, Report
-from . import verdict_advice
+from .view import (
+    FindingView,
+    clean,
+    finding_groups,
+    fix_first,
+    fmt_number,
+    is_number,
+    merged_events,
+    report_dict,
+    report_dicts,
+    summarize,
+)
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
-VERDICT_STYLE = {"converging": "bold green", "insufficient_data": "bold yellow"}
+TONE_STYLE = {"good": "bold green", "neutral": "bold", "caution": "bold yellow", "bad": "bold red"}
+TONE_BORDER = {"good": "green", "neutral": "default", "caution": "yellow", "bad": "red"}
+SYMPTOM_INDENT = 4  # columns a symptom is indented under its root cause
 
 
-# Evidence is shown to 4 significant digits: enough to compare with a threshold, short enough to read.
-EVIDENCE_DIGITS = 4
-# Longer nested evidence (lists of steps, per-layer dicts) is cut here; JSON/HTML carry it whole.
-EVIDENCE_MAX_CHARS = 120
+def _t(text: Any, style: str = "") -> Text:
+    """A user string as inert rich Text."""
+    return Text(clean(text), style=style)
 
 
-def _short(value):
-    if isinstance(value, float):
-        return float(f"{value:.{EVIDENCE_DIGITS}g}")
-    if isinstance(value, dict):
-        return {k: _short(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_short(v) for v in value]
-    return value
+def _finding(view: FindingView) -> Group:
+    f = view.finding
+    head = Text()
+    head.append(f"#{view.rank} ", style="bold")
+    head.append(f"{f['severity'].upper()} ", style=SEVERITY_STYLE[f["severity"]])
+    head.append_text(_t(f["code"], "bold"))
+    head.append(f"  {f['confidence']:.0%}")
+    if f["where"]:
+        head.append("  at ", style="dim")
+        head.append_text(_t(f["where"]))
+    body: list[Text] = [_t(f["title"], "italic")]
+    if view.explained_by:
+        because = Text("explained by ", style="italic")
+        because.append_text(_t(view.explained_by, "bold"))
+        if view.why_explained:
+            because.append(": ")
+            because.append_text(_t(view.why_explained))
+        body.append(because)
+    if f["remedy"]:
+        body.append(Text.assemble(("do: ", "bold green"), _t(f["remedy"])))
+    for number in view.numbers:
+        line = Text.assemble(_t(number.name), " = ", (number.value, "bold"))
+        if number.threshold_name:
+            line.append("   (")
+            line.append_text(_t(number.threshold_name))
+            line.append(f" {number.threshold})")
+        body.append(line)
+    if view.more_numbers:
+        body.append(Text(f"+{view.more_numbers} more in --json / HTML", style="dim"))
+    for code, reason in view.explains:
+        line = Text.assemble(("explains ", "italic"), _t(code, "bold"))
+        if reason:
+            line.append(": ")
+            line.append_text(_t(reason))
+        body.append(line)
+    if view.separating_experiment:
+        body.append(Text.assemble(("to settle it: ", "bold"), _t(view.separating_experiment)))
+    for words, what in view.related:
+        body.append(Text.assemble((f"{words}: ", "dim"), _t(what, "dim")))
+    indent = len(view.rank) + 2
+    parts: list[Any] = [head, Padding(Group(*body), (0, 0, 0, indent))]
+    for symptom in view.symptoms:
+        parts.append(Padding(_finding(symptom), (0, 0, 0, SYMPTOM_INDENT)))
+    return Group(*parts)
 
 
-def _evidence_text(evidence: dict) -> str:
-    parts = []
-    for key, value in evidence.items():
-        if key == "also_seen_by":
-            parts.append("also seen by " + ", ".join(value))
-            continue
-        value = _short(value)
-        if isinstance(value, float):
-            value = f"{value:g}"
-        elif isinstance(value, (list, dict)):
-            value = json.dumps(value)
-            if len(value) > EVIDENCE_MAX_CHARS:
-                value = value[: EVIDENCE_MAX_CHARS - 3] + "..."
-        parts.append(f"{key}={value}")
-    return "; ".join(parts)
-
-
-def _finding_table(findings: Iterable[Finding]) -> Table:
-    table = Table(show_header=True, header_style="bold", expand=True, show_lines=True)
-    table.add_column("#", width=3, justify="right")
-    table.add_column("finding", ratio=3)
-    table.add_column("evidence", ratio=3)
-    table.add_column("do this", ratio=4)
-    for i, f in enumerate(findings, 1):
-        head = Text()
-        head.append(f"{f.severity.upper()} ", style=SEVERITY_STYLE[f.severity])
-        head.append(f.code, style="bold")
-        head.append(f"  ({f.confidence:.0%})\n")
-        head.append(f.title)
-        if f.where:
-            head.append(f"\nwhere: {f.where}", style="dim")
-        table.add_row(str(i), head, Text(_evidence_text(f.evidence)), Text(f.remedy))
-    return table
-
-
-def renderable(report: Report):
-    """A rich renderable for one report."""
-    verdict = report.verdict or "no curves examined"
-    style = VERDICT_STYLE.get(report.verdict or "", "bold red" if report.verdict else "bold")
-    header = Text()
-    header.append("verdict: ")
-    header.append(verdict, style=style)
-    if report.verdict:
-        header.append(f"  ({VERDICTS[report.verdict]})", style="dim")
-    parts = [header]
-    if report.events:
-        events = "; ".join(
-            f"{e.kind} at step {e.step:g}" + (f" ({e.detail})" if e.detail else "") for e in report.events
-        )
-        parts.append(Text(f"events: {events}", style="dim"))
-    advice = verdict_advice(report)
-    if advice and report.verdict != "converging":
-        parts.append(Text.assemble(("advice: ", "bold"), str(advice)))
-    if report.top is not None:
-        parts.append(Text.assemble(("fix first: ", "bold"), f"{report.top.code}: {report.top.remedy}"))
-        parts.append(_finding_table(report.findings))
-    elif report.verdict in (None, "converging"):
+def renderable(report: Any) -> Panel:
+    """A rich renderable for one report (a Report or its dict)."""
+    data = report_dict(report)
+    summary = summarize(data)
+    header = Text("verdict: ")
+    header.append(summary.label, style=TONE_STYLE[summary.tone])
+    header.append(f"  ({summary.meaning})", style="dim")
+    parts: list[Any] = [header]
+    if summary.qualifier:
+        parts.append(Text(summary.qualifier, style=TONE_STYLE[summary.tone]))
+    events = merged_events(data["events"])
+    if events:
+        line = Text("events: ", style="dim")
+        for i, e in enumerate(events):
+            if i:
+                line.append("; ", style="dim")
+            line.append_text(_t(f"{e['kind']} at step {fmt_number(e['step'])}", "dim"))
+            if e["detail"]:
+                line.append_text(_t(f" ({e['detail']})", "dim"))
+        parts.append(line)
+    if summary.advice:
+        parts.append(Text.assemble(("advice: ", "bold"), _t(summary.advice)))
+    groups = finding_groups(data["findings"])
+    top = fix_first(groups)
+    if top is not None:
+        parts.append(Text.assemble(("fix first: ", "bold"), _t(top.finding["code"], "bold"), ": ",
+                                   _t(top.finding["remedy"] or top.finding["title"])))
+        for group in groups:
+            parts.append(Text(""))
+            parts.append(_finding(group))
+    elif summary.nothing_to_fix:
         parts.append(Text("no findings: nothing to fix.", style="green"))
-    elif not advice:
-        parts.append(Text("no cause could be named from this evidence alone; "
-                          "`lossdoctor checkup` runs the experiments that would name one.", style="yellow"))
-    if report.ruled_out:
-        ruled = Table(title="ruled out", show_header=True, header_style="bold", expand=True)
-        ruled.add_column("cause")
-        ruled.add_column("by")
-        ruled.add_column("evidence")
-        for r in report.ruled_out:
-            ruled.add_row(r.code, r.by, _evidence_text(r.evidence))
-        parts.append(ruled)
-    return Panel(Group(*parts), title=f"lossdoctor: {report.source or 'report'}", title_align="left")
+    elif not summary.advice:
+        parts.append(Text("no cause could be named from this evidence alone; `lossdoctor checkup` runs the "
+                          "experiments that would name one.", style="yellow"))
+    if data["ruled_out"]:
+        parts.append(Text(""))
+        parts.append(Text("ruled out:", style="bold"))
+        for r in data["ruled_out"]:
+            line = Text("  ")
+            line.append_text(_t(r.get("code", "?"), "bold"))
+            line.append(" by ")
+            line.append_text(_t(r.get("by", "?")))
+            numbers = ", ".join(f"{k} = {fmt_number(v)}" for k, v in (r.get("evidence") or {}).items()
+                                if is_number(v))
+            if numbers:
+                line.append_text(_t(f" ({numbers})", "dim"))
+            parts.append(line)
+    title = Text("lossdoctor: ")
+    title.append_text(_t(data["source"] or "report"))
+    return Panel(Group(*parts), title=title, title_align="left", border_style=TONE_BORDER[summary.tone])
 
 
-def print_report(report: Report | list[Report], console: Console | None = None) -> None:
+def print_report(report: Any, console: Console | None = None) -> None:
+    """Print a report, or a list of them, to the terminal."""
     console = console or Console()
-    for r in report if isinstance(report, list) else [report]:
+    reports, _ = report_dicts(report)
+    for r in reports:
         console.print(renderable(r))
 
 
-def render_text(report: Report, width: int = 100) -> str:
+def render_text(report: Any, width: int = 100) -> str:
     """The terminal rendering as plain text (no colour codes), e.g. for ``str(report)``."""
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=False, color_system=None)
-    console.print(renderable(report))
+    reports, _ = report_dicts(report)
+    for r in reports:
+        console.print(renderable(r))
     return buffer.getvalue()
