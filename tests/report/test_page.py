@@ -135,10 +135,10 @@ def test_a_hostile_run_name_and_layer_name_are_escaped_everywhere(make_report):
 # -- root cause first -------------------------------------------------------------------------
 def test_symptoms_are_nested_under_their_root_cause_with_the_reason():
     report = _lr_root_with_symptoms()
-    assert report.top.code == "grad.exploding"  # the ranking puts the error first...
+    assert report.top.code == "optim.lr_too_high"  # the ranking puts the root cause first...
     text = render_html(report)
     tree = _Tree(text)
-    # ...the page puts its cause first, with the symptoms inside the cause's card
+    # ...and the page too, with the symptoms inside the cause's card
     assert tree.parent == {"optim.lr_too_high": None, "grad.exploding": "optim.lr_too_high",
                            "model.logit_overflow": "optim.lr_too_high", "data.unnormalized": None}
     order = [m.group(1) for m in re.finditer(r'<article class="finding card[^"]*" data-code="([^"]+)"', text)]
@@ -213,7 +213,7 @@ def test_the_notebook_css_only_styles_the_report(full_report):
 def test_repr_is_one_short_line():
     report = _lr_root_with_symptoms()
     text = repr(report)
-    assert text == ("<Report diverging: 4 findings, top grad.exploding (error 0.80), "
+    assert text == ("<Report diverging: 4 findings, top optim.lr_too_high (warning 0.75), "
                     "source='exp[lr=1]/metrics.csv'>")
     long = Report(None, source="/very/long/" + "x" * 300 + "/metrics.csv")
     assert len(repr(long)) < 120 and repr(long).endswith("/metrics.csv'>") and "0 findings" in repr(long)
