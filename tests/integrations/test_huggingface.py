@@ -26,18 +26,19 @@ def digits(hf):
     return SimpleNamespace(train=hf.Digits(X[:1400], y[:1400]), val=hf.Digits(X[1400:], y[1400:]), example=hf)
 
 
-def train(digits, tmp_path, lr, optim="adamw_torch", warmup_steps=60, max_grad_norm=0.0, steps=250):
+def train(digits, tmp_path, lr, optim="adamw_torch", warmup_steps=60, max_grad_norm=0.0, steps=250, report_to=(),
+          callbacks=(), **callback_kwargs):
     """A linear warm-up to ``lr`` over ``warmup_steps``, then constant."""
-    callback = LossDoctorCallback(print_report=False)
+    callback = LossDoctorCallback(print_report=False, **callback_kwargs)
     args = TrainingArguments(
         output_dir=str(tmp_path), max_steps=steps, per_device_train_batch_size=32, learning_rate=lr,
         optim=optim, lr_scheduler_type="constant_with_warmup", warmup_steps=warmup_steps,
         max_grad_norm=max_grad_norm, logging_steps=5, eval_strategy="steps", eval_steps=25, save_strategy="no",
-        report_to=[], use_cpu=True, disable_tqdm=True, dataloader_num_workers=0, seed=0,
+        report_to=list(report_to), use_cpu=True, disable_tqdm=True, dataloader_num_workers=0, seed=0,
     )
     model = digits.example.DigitsMLP(digits.example.DigitsConfig())
     trainer = Trainer(model=model, args=args, train_dataset=digits.train, eval_dataset=digits.val,
-                      callbacks=[callback])
+                      callbacks=[callback, *callbacks])
     trainer.train()
     return callback, trainer
 
@@ -80,3 +81,94 @@ def test_log_history_becomes_curves_with_the_warm_up_in_meta():
     assert list(curves.get("lr").values) == [0.01, 0.02]
     assert curves.meta["warmup_steps"] == 10
     assert len(curves_from_log_history([]).series) == 0  # nothing logged yet: empty, not an error
+
+
+def test_the_report_goes_to_the_trainers_tensorboard_run_as_text_and_to_html_and_json(digits, tmp_path):
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    callback, _ = train(digits, tmp_path / "out", lr=1.0, steps=120, report_to=["tensorboard"],
+                        html=tmp_path / "report.html", json=tmp_path / "report.json")
+    report = callback.report
+    runs = EventMultiplexer().AddRunsFromDirectory(str(tmp_path / "out"))
+    runs.Reload()
+    texts = [runs.Tensors(run, "lossdoctor/report/text_summary")[-1].tensor_proto.string_val[0].decode()
+             for run, tags in runs.Runs().items() if "lossdoctor/report/text_summary" in tags["tensors"]]
+    assert len(texts) == 1  # in the Trainer's own TensorBoard run directory
+    assert f"**verdict:** `{report.verdict}`" in texts[0] and f"**fix first:** `{report.top.code}`" in texts[0]
+    assert any("train/loss" in tags["scalars"] for tags in runs.Runs().values())  # the Trainer's run, same dir
+    assert Report.from_json((tmp_path / "report.json").read_text()).codes == report.codes
+    assert "optim.lr_too_high" in (tmp_path / "report.html").read_text()
+
+
+def test_the_findings_go_to_the_wandb_run_the_trainer_reports_to(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    import wandb
+
+    try:
+        callback, _ = train(digits, tmp_path / "out", lr=1.0, steps=120, report_to=["wandb"])
+        run = wandb.run
+        assert run.summary["lossdoctor/verdict"] == callback.report.verdict
+        assert run.summary["lossdoctor/top_finding"] == callback.report.top.code == "optim.lr_too_high"
+        table = wandb_table(run.dir, "lossdoctor/findings")
+        assert [row[1] for row in table["data"]] == callback.report.codes
+    finally:
+        wandb.finish()
+
+
+def wandb_table(root, key):
+    """The one wandb.Table logged under ``key`` (the watch inside the callback writes none of its
+    own), read back from the offline run's files directory (``run.dir``)."""
+    import json
+    from pathlib import Path
+
+    files = list(Path(root).rglob(f"media/table/{key}_*.table.json"))
+    assert len(files) == 1, f"tables {key!r} under {root}: {files}"
+    return json.loads(files[0].read_text())
+
+
+def test_the_report_goes_to_the_mlflow_run_the_trainer_reports_to(digits, tmp_path, monkeypatch):
+    import mlflow
+    from mlflow.artifacts import load_text
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.create_experiment("lossdoctor", artifact_location=str(tmp_path / "artifacts"))
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment)
+    callback, _ = train(digits, tmp_path / "out", lr=0.01, steps=100, report_to=["mlflow"])
+    (run,) = mlflow.search_runs(experiment_ids=[experiment], output_format="list")
+    assert run.data.tags["lossdoctor/verdict"] == callback.report.verdict
+    assert f"**verdict:** `{callback.report.verdict}`" in load_text(f"{run.info.artifact_uri}/lossdoctor/report.md")
+
+
+def _hook_count(model) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               for m in model.modules())
+
+
+def test_close_after_a_crash_inside_train_removes_every_hook(digits, tmp_path):
+    """The Trainer gives callbacks no event on an exception: close() is the user's way to clean up."""
+    from transformers import TrainerCallback
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise RuntimeError("the user's own callback failed")
+
+    model = digits.example.DigitsMLP(digits.example.DigitsConfig())
+    before = _hook_count(model)
+    doctor = LossDoctorCallback(print_report=False, every=2)
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=20, per_device_train_batch_size=32, report_to=[],
+                             use_cpu=True, disable_tqdm=True, save_strategy="no")
+    trainer = Trainer(model=model, args=args, train_dataset=digits.train, callbacks=[doctor, Crash()])
+    with pytest.raises(RuntimeError, match="own callback"):
+        trainer.train()
+    assert _hook_count(model) > before  # the premise: the crash left the watch attached
+    doctor.close()
+    assert _hook_count(model) == before
+    doctor.close()  # idempotent
+    with pytest.raises(RuntimeError, match="own callback"), doctor:  # the same, as a context manager
+        trainer.train()
+    assert _hook_count(model) == before

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 pl = pytest.importorskip("lightning.pytorch")
 from sklearn.datasets import load_diabetes, load_digits  # noqa: E402
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 from lossdoctor import Report  # noqa: E402
 from lossdoctor.integrations.lightning import LossDoctorCallback  # noqa: E402
@@ -69,10 +72,17 @@ def digits():
     return TensorDataset(torch.tensor(X / 16.0, dtype=torch.float32), torch.tensor(y))
 
 
+def tensorboard_text(log_dir, tag="lossdoctor/report/text_summary") -> str:
+    events = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    return events.Tensors(tag)[-1].tensor_proto.string_val[0].decode()
+
+
 def fit(model, train, val=None, epochs=6, logger=False, every=20, print_report=False, halt_on_nan=False,
-        **trainer_kwargs):
+        callback_kwargs=None, **trainer_kwargs):
     torch.manual_seed(0)
-    callback = LossDoctorCallback(every=every, print_report=print_report, halt_on_nan=halt_on_nan)
+    callback = LossDoctorCallback(every=every, print_report=print_report, halt_on_nan=halt_on_nan,
+                                  **(callback_kwargs or {}))
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=logger, callbacks=[callback],
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          **trainer_kwargs)
@@ -97,13 +107,12 @@ def test_far_too_high_learning_rate_is_reported_as_nan_with_its_module_and_the_l
     first_bad = next(s for s, v in zip(curve["steps"], curve["values"]) if not math.isfinite(v))
     assert nan[0].evidence["step"] == first_bad
 
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(logger.log_dir, size_guidance={"tensors": 0})
+    text = tensorboard_text(logger.log_dir)
+    assert "**verdict:** `non_finite`" in text
+    assert f"**fix first:** `{report.top.code}`" in text and "`grad.non_finite`" in text
+    events = EventAccumulator(logger.log_dir)
     events.Reload()
-    assert "lossdoctor/grad.non_finite" in events.Tags()["scalars"]
-    text = events.Tensors("lossdoctor/report/text_summary")[0].tensor_proto.string_val[0].decode()
-    assert "`non_finite`" in text and "`grad.non_finite`" in text
+    assert not [tag for tag in events.Tags()["scalars"] if tag.startswith("lossdoctor")]  # text, not metrics
 
 
 def test_healthy_run_is_converging_clean_and_written_to_the_lightning_logger(diabetes, tmp_path, capsys):
@@ -114,8 +123,11 @@ def test_healthy_run_is_converging_clean_and_written_to_the_lightning_logger(dia
     assert report.warnings() == []
     assert {"train_loss", "val_loss", "lr", "grad_norm"} <= set(report.plots["curves"])
     assert "converging" in capsys.readouterr().out  # printed at the end of fit
-    metrics = (Path(logger.log_dir) / "metrics.csv").read_text()
-    assert "lossdoctor/converging" in metrics.splitlines()[0]
+    # the verdict goes into CSVLogger's hparams.yaml as text; no lossdoctor column that reads like a loss
+    hparams = yaml.safe_load((Path(logger.log_dir) / "hparams.yaml").read_text())
+    assert hparams["lossdoctor/verdict"] == "converging" and hparams["lossdoctor/top_finding"] == "none"
+    header = (Path(logger.log_dir) / "metrics.csv").read_text().splitlines()[0]
+    assert "lossdoctor" not in header and "val_loss" in header
 
 
 def test_tiny_gradient_clip_val_is_reported_as_clipping_masking_the_learning_rate(diabetes):
@@ -157,3 +169,59 @@ def test_ddp_on_two_cpu_processes_finishes_and_only_rank_zero_reports():
     assert len(verdict_lines) == 1  # rank 0 only
     assert verdict_lines[0].startswith("verdict=non_finite")
     assert "optim.lr_too_high" in verdict_lines[0]
+
+
+def test_report_is_left_as_html_and_json_files_at_the_end_of_fit(diabetes, tmp_path):
+    html, json_path = tmp_path / "out" / "report.html", tmp_path / "out" / "report.json"
+    callback, _ = fit(Regressor(lr=1.0), *diabetes, epochs=2, callback_kwargs={"html": html, "json": json_path})
+    saved = Report.from_json(json_path.read_text())
+    assert saved.verdict == callback.report.verdict == "non_finite"
+    assert saved.codes == callback.report.codes
+    page = html.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "grad.non_finite" in page
+
+
+def test_a_directory_given_as_the_report_path_fails_before_training(tmp_path):
+    from lossdoctor.errors import InputError
+
+    with pytest.raises(InputError, match="is a directory"):
+        LossDoctorCallback(html=tmp_path)
+
+
+def test_findings_go_to_the_weights_and_biases_run_of_the_wandb_logger(diabetes, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    logger = pl.loggers.WandbLogger(save_dir=str(tmp_path), offline=True, project="lossdoctor-test")
+    try:
+        callback, _ = fit(Regressor(lr=1.0), *diabetes, epochs=2, logger=logger)
+        run = logger.experiment
+        assert run.summary["lossdoctor/verdict"] == "non_finite"
+        assert run.summary["lossdoctor/top_finding"] == callback.report.top.code
+        table = wandb_table(run.dir, "lossdoctor/findings")
+        assert table["columns"][:3] == ["rank", "code", "severity"]
+        assert [row[1] for row in table["data"]] == callback.report.codes
+    finally:
+        logger.experiment.finish()
+
+
+def wandb_table(root, key):
+    """The one wandb.Table logged under ``key`` (the watch inside the callback writes none of its
+    own), read back from the offline run's files directory (``run.dir``)."""
+    import json
+
+    files = list(Path(root).rglob(f"media/table/{key}_*.table.json"))
+    assert len(files) == 1, f"tables {key!r} under {root}: {files}"
+    return json.loads(files[0].read_text())
+
+
+def test_report_goes_to_the_mlflow_logger_as_tags_and_text(diabetes, tmp_path):
+    from mlflow import MlflowClient
+    from mlflow.artifacts import load_text
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logger = pl.loggers.MLFlowLogger(experiment_name="lossdoctor", tracking_uri=uri,
+                                     artifact_location=str(tmp_path / "artifacts"))
+    callback, _ = fit(Regressor(lr=0.03), *diabetes, epochs=3, logger=logger)
+    run = MlflowClient(tracking_uri=uri).get_run(logger.run_id)
+    assert run.data.tags["lossdoctor/verdict"] == callback.report.verdict == "converging"
+    assert "**verdict:** `converging`" in load_text(f"{run.info.artifact_uri}/lossdoctor/report.md")

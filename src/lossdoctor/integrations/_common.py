@@ -1,18 +1,25 @@
-"""What the framework callbacks share: recording curves step by step, a regularization check that
-needs both the model and the curves, assembling the final Report, and keeping lossdoctor's own
-failures out of the user's training. Imports no framework (torch only where a tensor is handed in).
+"""What the framework callbacks (and ``lossdoctor.watch``) share: recording curves step by step,
+what a batch says about the task, assembling the final Report through the registry, leaving the
+report where users look (HTML/JSON files, TensorBoard text, an active Weights & Biases run), and
+keeping lossdoctor's own failures out of the user's training. Imports no framework (torch only
+where a tensor is handed in; wandb only when the user already imported it).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
+import sys
+import warnings
 from collections import defaultdict
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from ..evidence import Curves
+from ..errors import InputError
+from ..evidence import LEARNING_RATE, Curves, RunFacts
 from ..findings import Finding, Report
 from ..internal import report_internal_error
 
@@ -62,6 +69,14 @@ class WatchOwner:
     def close(self) -> None:
         """Remove the watch's hooks from the model now; safe to call more than once."""
         self._close_watch()
+
+    def __enter__(self):
+        """``with callback: trainer.train()`` closes the watch however training ends."""
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.close()
+        return False
 
     @guarded("integration")
     def _close_watch(self) -> None:
@@ -122,15 +137,6 @@ class CurveRecorder:
         return curves
 
 
-def torch_dropout_rates(module: Any) -> dict[str, float]:
-    """Dropout probability of every torch dropout layer, by module name."""
-    import torch
-
-    kinds = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d,
-             torch.nn.AlphaDropout, torch.nn.FeatureAlphaDropout)
-    return {name or type(m).__name__: float(m.p) for name, m in module.named_modules() if isinstance(m, kinds)}
-
-
 # ------------------------------------------------------------------------------------------------
 # The final report.
 
@@ -139,7 +145,8 @@ def start_watch(model: Any, optimizer: Any = None, **kwargs: Any):
     """``lossdoctor.watch`` on the model, started; None (reported once) if watching fails."""
     from ..monitor import watch
 
-    w = watch(model, optimizer, **kwargs)
+    # the owner writes the report itself (its own curves and facts): the watch must not write one too
+    w = watch(model, optimizer, wandb=False, **kwargs)
     start = getattr(w, "start", None)
     if callable(start) and not getattr(w, "started", False):
         start()
@@ -147,10 +154,12 @@ def start_watch(model: Any, optimizer: Any = None, **kwargs: Any):
 
 
 def assemble_report(curves: Curves, stats: Any = None, extra: Iterable[Finding] = (), *, source: str,
-                    run: Any = None, metadata: Mapping[str, Any] | None = None) -> Report:
+                    run: RunFacts | None = None, model: Any = None,
+                    metadata: Mapping[str, Any] | None = None) -> Report:
     """One Report from the framework's logged curves, the live watch's read-out (``stats``, a
-    ``WatchStats``) and what the callback knows of the run (``run``, a ``RunFacts``), through the
-    registry and the differential like every other entry point.
+    ``WatchStats``), what the callback knows of the run (``run``, a ``RunFacts``) and of the model
+    (``model``, a ``ModelFacts``: the Keras adapter's), through the registry and the differential
+    like every other entry point.
 
     The verdict comes from the logged curves (they hold the validation loss); when they hold no
     loss at all, the watch's per-step losses are judged instead.
@@ -170,33 +179,246 @@ def assemble_report(curves: Curves, stats: Any = None, extra: Iterable[Finding] 
         plots = stats_plots(stats)
         meta.setdefault("watch", {"steps": stats.steps, "every": stats.every,
                                   "instrumented_steps": len(stats.sample_steps), "world_size": stats.world_size})
+    if run is not None:
+        run = completed_run_facts(run, curves, stats)
+        declare_chance_level(curves, run)
+        meta.setdefault("run", dataclasses.asdict(run))
     analysis = judge(curves) if curves.series else None
-    evidence = Evidence(curves=curves, analysis=analysis, stats=stats, run=run)
+    evidence = Evidence(curves=curves, analysis=analysis, stats=stats, run=run, model=model)
     return build_report(evidence, source=source, metadata=meta, plots=plots, extra=extra)
 
 
-def summary_metrics(report: Report, prefix: str = "lossdoctor") -> dict[str, float]:
-    """Numbers a metrics logger can plot: counts by severity, and each cause's confidence."""
-    metrics: dict[str, float] = {
-        f"{prefix}/converging": float(report.verdict == "converging"),
-        f"{prefix}/errors": float(sum(f.severity == "error" for f in report.findings)),
-        f"{prefix}/warnings": float(sum(f.severity == "warning" for f in report.findings)),
+def completed_run_facts(run: RunFacts, curves: Curves, stats: Any = None) -> RunFacts:
+    """``run`` with what the curves and the watch add: the peak of the logged learning rate (the
+    rate the user set, where a schedule has decayed it by the end), and the logits' width of a
+    classifier (the watch measures it)."""
+    changes: dict[str, Any] = {}
+    lr = curves.get(LEARNING_RATE)
+    finite = lr.values[np.isfinite(lr.values)] if lr is not None else np.zeros(0)
+    if finite.size and finite.max() > 0 and (run.lr is None or finite.max() > run.lr):
+        changes["lr"] = float(finite.max())
+    width = getattr(stats, "num_classes", None)
+    if run.num_classes is None and run.task == "classification" and isinstance(width, int) and width >= 2:
+        changes["num_classes"] = width
+    return dataclasses.replace(run, **changes) if changes else run
+
+
+# The curve analysis reads the class count of a classifier from the curves' meta (chance level = ln K).
+NUM_CLASSES_META = "num_classes"
+NUM_CLASSES_SOURCE_META = "num_classes_source"
+# Losses whose value for an uninformed K-class prediction is ln K.
+CHANCE_LN_K_LOSSES = (None, "cross_entropy", "nll", "sparse_categorical_crossentropy", "categorical_crossentropy")
+
+
+def declare_chance_level(curves: Curves, run: RunFacts) -> None:
+    """Tell the curve analysis the class count of a classifier trained with a cross-entropy, so that
+    a loss sitting at ln K is known to be at chance (a run that blew up and never recovered)."""
+    k = run.num_classes
+    if run.task != "classification" or not isinstance(k, int) or k < 2 or run.loss not in CHANCE_LN_K_LOSSES:
+        return
+    if NUM_CLASSES_META not in curves.meta:
+        curves.meta[NUM_CLASSES_META] = k
+        curves.meta[NUM_CLASSES_SOURCE_META] = (f"the {run.framework} model's output width ({k} class scores) "
+                                                "with class-id targets")
+
+
+# ------------------------------------------------------------------------------------------------
+# What a batch says about the run (read from dtypes and shapes only: no host synchronisation).
+
+
+def _is_tensor(value: Any) -> bool:
+    return hasattr(value, "dtype") and hasattr(value, "ndim") and hasattr(value, "shape")
+
+
+def _integer(tensor: Any) -> bool:
+    dtype = tensor.dtype
+    floating = getattr(dtype, "is_floating_point", None)
+    if floating is not None:  # torch
+        return not floating and not getattr(dtype, "is_complex", False) and str(dtype) != "torch.bool"
+    return np.issubdtype(np.dtype(dtype), np.integer)
+
+
+# Names under which batches carry their inputs and their targets (dict batches, model kwargs).
+INPUT_KEYS = ("input_ids", "pixel_values", "inputs", "input", "x", "features", "image", "images")
+TARGET_KEYS = ("labels", "label", "targets", "target", "y")
+
+
+def split_batch(batch: Any) -> tuple[Any, Any]:
+    """(inputs, targets) of a batch: ``(x, y)``, ``[x, y]`` or a dict; None where not evident."""
+    if isinstance(batch, Mapping):
+        inputs = next((batch[k] for k in INPUT_KEYS if _is_tensor(batch.get(k))), None)
+        targets = next((batch[k] for k in TARGET_KEYS if _is_tensor(batch.get(k))), None)
+        return inputs, targets
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2 and _is_tensor(batch[0]) and _is_tensor(batch[-1]):
+        return batch[0], batch[-1]
+    return (batch, None) if _is_tensor(batch) else (None, None)
+
+
+def batch_facts(inputs: Any = None, targets: Any = None) -> dict[str, str]:
+    """RunFacts fields a batch shows: ``inputs`` (token_ids, images, features) and ``task``
+    (classification for integer class ids; float targets may be values or 0/1 labels: unknown)."""
+    facts: dict[str, str] = {}
+    if _is_tensor(inputs):
+        if _integer(inputs):
+            facts["inputs"] = "token_ids"
+        elif inputs.ndim == 4:
+            facts["inputs"] = "images"
+        elif inputs.ndim == 2:
+            facts["inputs"] = "features"
+    if _is_tensor(targets) and _integer(targets):
+        facts["task"] = "classification"
+    return facts
+
+
+# ------------------------------------------------------------------------------------------------
+# Leaving the report where users look: files, the framework's loggers, Weights & Biases.
+
+
+class ReportNotWrittenWarning(UserWarning):
+    """A report file could not be written (a path the user gave); training is not affected."""
+
+
+def output_path(path: Any, option: str) -> str | None:
+    """A report path given as ``html=`` / ``json=``, checked when the callback is made (before
+    training starts) so that a wrong argument fails at once, not after hours of training."""
+    if path is None:
+        return None
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"{option}= must be a file path (str or os.PathLike), got {type(path).__name__}")
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InputError(f"{option}={path!r} is a directory; give a file path, e.g. "
+                         f"{os.path.join(path, 'lossdoctor.' + option)!r}")
+    return path
+
+
+def write_report_files(report: Report, html: str | None = None, json: str | None = None) -> list[str]:
+    """Write the report as a self-contained HTML page and/or JSON; returns the paths written. A path
+    that cannot be written gives a ``ReportNotWrittenWarning``, never an exception."""
+    written = []
+    for path, render in ((html, report.to_html), (json, report.to_json)):
+        if path is None:
+            continue
+        text = render()
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            warnings.warn(f"lossdoctor: could not write the report to {path}: {exc}", ReportNotWrittenWarning,
+                          stacklevel=2)
+            continue
+        written.append(path)
+    return written
+
+
+def leave_report(report: Report, *, html: str | None = None, json: str | None = None,
+                 wandb: bool = True) -> None:
+    """The report at the end of training: the files asked for, and the active W&B run if any."""
+    write_report_files(report, html, json)
+    if wandb:
+        write_to_wandb(report)
+
+
+def summary_fields(report: Report, prefix: str = "lossdoctor") -> dict[str, Any]:
+    """The verdict and the finding to fix first as text (and the counts by severity), for a run's
+    summary or a logger's hyper-parameters: nothing here is a metric to plot against steps."""
+    top = report.top
+    return {
+        f"{prefix}/verdict": report.verdict or "none",
+        f"{prefix}/top_finding": top.code if top is not None else "none",
+        f"{prefix}/top_severity": top.severity if top is not None else "none",
+        f"{prefix}/top_title": top.title if top is not None else "",
+        f"{prefix}/top_remedy": top.remedy if top is not None else "",
+        f"{prefix}/codes": ",".join(dict.fromkeys(report.codes)),
+        f"{prefix}/errors": sum(f.severity == "error" for f in report.findings),
+        f"{prefix}/warnings": sum(f.severity == "warning" for f in report.findings),
     }
-    for f in report.findings:
-        key = f"{prefix}/{f.code}"
-        metrics[key] = max(metrics.get(key, 0.0), f.confidence)
-    return metrics
 
 
 def report_markdown(report: Report) -> str:
-    """The report as short Markdown (TensorBoard's text plugin renders it)."""
-    lines = [f"**verdict:** `{report.verdict}`", ""]
+    """The report as short Markdown (TensorBoard's and MLflow's text views render it): the verdict,
+    the finding to fix first with its remedy, then every finding, symptoms under their cause."""
+    lines = [f"**verdict:** `{report.verdict or 'none'}`", ""]
+    top = report.top
+    if top is not None:
+        where = f" ({top.where})" if top.where else ""
+        lines += [f"**fix first:** `{top.code}`{where}: {top.title}", "", f"*Remedy:* {top.remedy}", ""]
     for f in report.findings:
         where = f" ({f.where})" if f.where else ""
-        lines.append(f"- **{f.severity}** `{f.code}`{where}: {f.title}. *Remedy:* {f.remedy}")
+        under = f" *(explained by `{f.explained_by}`)*" if f.explained_by else ""
+        lines.append(f"- **{f.severity}** `{f.code}`{where}: {f.title}{under}")
     if not report.findings:
         lines.append("- no findings")
     return "\n".join(lines)
+
+
+REPORT_TEXT_TAG = "lossdoctor/report"
+
+
+def write_tensorboard_text(log_dir: str, report: Report, step: int = 0) -> None:
+    """The report as a text entry in a TensorBoard log directory (a new event file beside the
+    framework's own: TensorBoard reads every event file of a run directory)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(log_dir) as writer:
+        writer.add_text(REPORT_TEXT_TAG, report_markdown(report), step)
+
+
+# MLflow caps a tag's value (5000 characters in its file and SQL stores); a remedy is far shorter,
+# but a title quoting many layers could pass it.
+MLFLOW_TAG_CHARS = 5000
+MLFLOW_REPORT_FILE = "lossdoctor/report.md"
+
+
+def write_to_mlflow(client: Any, run_id: str, report: Report) -> None:
+    """The summary fields as tags of an MLflow run and the report as its Markdown text artifact
+    (``client`` an ``mlflow.MlflowClient``; the run may have ended already)."""
+    for key, value in summary_fields(report).items():
+        client.set_tag(run_id, key, str(value)[:MLFLOW_TAG_CHARS])
+    client.log_text(run_id, report_markdown(report), MLFLOW_REPORT_FILE)
+
+
+def active_wandb_run() -> Any:
+    """The W&B run the user started (``wandb.init`` or a framework's W&B logger), or None. wandb is
+    never imported here: a process that did not import it has no run."""
+    wandb = sys.modules.get("wandb")
+    return getattr(wandb, "run", None) if wandb is not None else None
+
+
+WANDB_TABLE_KEY = "lossdoctor/findings"
+WANDB_COLUMNS = ["rank", "code", "severity", "confidence", "where", "title", "remedy", "explained_by"]
+
+
+def write_to_wandb(report: Report) -> bool:
+    """The verdict and the top finding into the active W&B run's summary, and every finding as a
+    ``wandb.Table``; False when no run is active."""
+    run = active_wandb_run()
+    if run is None:
+        return False
+    wandb = sys.modules["wandb"]
+    run.summary.update(summary_fields(report))
+    rows = [[i, f.code, f.severity, round(float(f.confidence), 3), f.where or "", f.title, f.remedy,
+             f.explained_by or ""] for i, f in enumerate(report.findings, 1)]
+    run.log({WANDB_TABLE_KEY: wandb.Table(columns=WANDB_COLUMNS, data=rows)})
+    return True
+
+
+def calling_instance(cls: type, depth: int = 8) -> Any:
+    """The instance of ``cls`` (a framework's list of callbacks) whose method is running this hook,
+    found on the call stack; None when not found. Frameworks give a callback no handle on its
+    neighbours (the Trainer's TensorBoard writer, Keras' TensorBoard callback); the list that calls
+    the hook holds them."""
+    frame = sys._getframe(1)
+    for _ in range(depth):
+        if frame is None:
+            return None
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, cls):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
 
 
 def is_finite_number(value: Any) -> bool:

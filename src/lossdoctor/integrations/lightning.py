@@ -7,9 +7,14 @@ What it does during ``trainer.fit``:
 * records the training loss of every step (the ``loss`` a ``training_step`` returns), the
   validation loss Lightning logged (``trainer.callback_metrics``), the learning rate, and the total
   gradient norm *before* Lightning clips it (``on_before_optimizer_step`` runs before clipping);
-* at the end of fit, judges the curves with the same analysis as ``lossdoctor diagnose``, merges
-  the live findings, keeps the Report as ``callback.report``, prints it, and writes it to the
-  Trainer's loggers (numbers via ``log_metrics``, the text via TensorBoard's ``add_text``).
+* reads the first batch's dtypes (class-id targets, token-id inputs) so that the report knows a
+  classifier from a regression and its chance level (ln K for K output units);
+* at the end of fit, judges the curves, the watch's read-out and the run's facts through the same
+  registry and differential as every other entry point, keeps the Report as ``callback.report``,
+  prints it, writes it as HTML/JSON when asked (``html=``, ``json=``), writes the verdict and the
+  finding to fix first to the Trainer's loggers as text (TensorBoard ``add_text``, MLflow text and
+  tags, the other loggers as hyper-parameters: CSVLogger's ``hparams.yaml``), and to the active
+  Weights & Biases run (summary fields and a ``wandb.Table``).
 
 Under DDP every rank records and watches (the watch's read-outs may be collectives that every rank
 must enter); only global rank 0 prints and logs. ``halt_on_nan`` stops all ranks together through
@@ -23,14 +28,20 @@ from typing import Any
 from ..evidence import GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, VAL_LOSS, RunFacts
 from ..findings import Report
 from ._common import (
+    REPORT_TEXT_TAG,
     CurveRecorder,
+    WatchOwner,
     assemble_report,
+    batch_facts,
     guarded,
+    leave_report,
+    output_path,
     report_markdown,
     require,
+    split_batch,
     start_watch,
-    summary_metrics,
-    WatchOwner,
+    summary_fields,
+    write_to_mlflow,
 )
 
 require("lightning", "lossdoctor[lightning]")
@@ -88,14 +99,17 @@ class LossDoctorCallback(WatchOwner, pl.Callback):
         watch_model: hook the model with :func:`lossdoctor.watch` (set False for curves only).
         halt_on_nan: stop training (all ranks) once the training loss is NaN/Inf.
         print_report: print the report at the end of fit (rank 0).
-        log_report: write the report to the Trainer's loggers (rank 0).
+        log_report: write the verdict and the finding to fix first to the Trainer's loggers (rank 0).
+        html / json: paths to write the report to at the end of fit (rank 0).
+        wandb: write the findings to the active Weights & Biases run, if any (rank 0).
         tensorboard: passed to ``lossdoctor.watch`` (a log dir for its histograms).
         **watch_kwargs: anything else ``lossdoctor.watch`` takes.
     """
 
     def __init__(self, every: int = 50, *, val_key: str | None = None, train_key: str | None = None,
                  watch_model: bool = True, halt_on_nan: bool = False, print_report: bool = True,
-                 log_report: bool = True, tensorboard: str | None = None, **watch_kwargs: Any) -> None:
+                 log_report: bool = True, html: str | None = None, json: str | None = None, wandb: bool = True,
+                 tensorboard: str | None = None, **watch_kwargs: Any) -> None:
         super().__init__()
         if every < 1:
             raise ValueError(f"every must be a positive number of batches, got {every}")
@@ -103,6 +117,7 @@ class LossDoctorCallback(WatchOwner, pl.Callback):
         self.val_key, self.train_key = val_key, train_key
         self.watch_model, self.halt_on_nan = watch_model, halt_on_nan
         self.print_report, self.log_report = print_report, log_report
+        self.html, self.json, self.wandb = output_path(html, "html"), output_path(json, "json"), bool(wandb)
         self.tensorboard, self.watch_kwargs = tensorboard, watch_kwargs
         self.report: Report | None = None
         self.halted_at: int | None = None
@@ -110,11 +125,12 @@ class LossDoctorCallback(WatchOwner, pl.Callback):
         self._watch = None
         self._batches = 0
         self._max_norm: float | None = None
+        self._batch_facts: dict[str, str] | None = None
 
     # -- set-up ----------------------------------------------------------------------------
     @guarded("lightning")
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.report, self.halted_at, self._batches = None, None, 0
+        self.report, self.halted_at, self._batches, self._batch_facts = None, None, 0, None
         self._recorder = CurveRecorder()
         clip = trainer.gradient_clip_val
         algorithm = str(trainer.gradient_clip_algorithm or "norm").lower()
@@ -130,6 +146,12 @@ class LossDoctorCallback(WatchOwner, pl.Callback):
                                       **self.watch_kwargs)
 
     # -- every step ------------------------------------------------------------------------
+    @guarded("lightning")
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if self._batch_facts is None:  # dtypes and shapes only: no synchronisation
+            self._batch_facts = batch_facts(*split_batch(batch))
+
     @guarded("lightning")
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
         # Lightning clips right after this hook: the norm here is the one clipping compares with.
@@ -187,22 +209,29 @@ class LossDoctorCallback(WatchOwner, pl.Callback):
                     "gradient_clip_val": self._max_norm, "world_size": trainer.world_size,
                     "halted_at_step": self.halted_at}
         optimizer = trainer.optimizers[0] if len(trainer.optimizers) == 1 else None
-        run = RunFacts.of_torch("lightning", pl_module, optimizer, self._max_norm)
+        run = RunFacts.of_torch("lightning", pl_module, optimizer, self._max_norm, **(self._batch_facts or {}))
         self.report = assemble_report(curves, stats, source="lightning", run=run, metadata=metadata)
         if not trainer.is_global_zero:
             return
         if self.log_report:
             self._log(trainer, self.report)
+        leave_report(self.report, html=self.html, json=self.json, wandb=self.wandb)
         if self.print_report:
             self.report.print()
 
     def _log(self, trainer: pl.Trainer, report: Report) -> None:
+        """The verdict and the finding to fix first, as text, into every logger that takes text;
+        the W&B logger's run gets them through ``leave_report`` (it is the active W&B run)."""
         step = trainer.global_step
         for logger in trainer.loggers:
-            logger.log_metrics(summary_metrics(report), step=step)
-            experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_text"):  # TensorBoard
-                experiment.add_text("lossdoctor/report", report_markdown(report), step)
+            if isinstance(logger, pl.loggers.WandbLogger):
+                continue
+            if isinstance(logger, pl.loggers.TensorBoardLogger):
+                logger.experiment.add_text(REPORT_TEXT_TAG, report_markdown(report), step)
+            elif isinstance(logger, pl.loggers.MLFlowLogger):
+                write_to_mlflow(logger.experiment, logger.run_id, report)
+            else:  # CSVLogger and the rest: as hyper-parameters (CSVLogger writes them to hparams.yaml)
+                logger.log_hyperparams(summary_fields(report))
             logger.save()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:

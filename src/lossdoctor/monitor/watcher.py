@@ -118,7 +118,10 @@ class Watch:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, every: int = 50,
                  tensorboard: str | os.PathLike | None = None, halt_on_nan: bool = False,
                  max_norm: float | None = None, histograms_every: int | None = None,
-                 save_last_finite: str | os.PathLike | None = None, nan_check: str = "auto"):
+                 save_last_finite: str | os.PathLike | None = None, nan_check: str = "auto",
+                 html: str | os.PathLike | None = None, json: str | os.PathLike | None = None, wandb: bool = True):
+        from ..integrations._common import output_path
+
         if not isinstance(model, nn.Module):
             raise InputError(f"watch() needs a torch.nn.Module, got {type(model).__name__}")
         if next(model.parameters(), None) is None:
@@ -145,6 +148,7 @@ class Watch:
         self.histograms_every = histograms_every
         self.save_last_finite = os.fspath(save_last_finite) if save_last_finite is not None else None
         self.nan_check = nan_check
+        self.html, self.json, self.wandb = output_path(html, "html"), output_path(json, "json"), bool(wandb)
         self.step_count = 0
         self._started = False
         self._closed = False
@@ -225,6 +229,15 @@ class Watch:
         if self._writer is not None:
             self._safely("TensorBoard flush", self._writer.close)
             self._writer = None
+        self._safely("leaving the report", self._leave_report)
+
+    def _leave_report(self) -> None:
+        """At close, on rank 0: the report to the ``html=``/``json=`` files and the active W&B run."""
+        from ..integrations._common import active_wandb_run, leave_report
+
+        wandb = self.wandb and active_wandb_run() is not None
+        if getattr(self, "_rank", 0) == 0 and (self.html or self.json or wandb):
+            leave_report(self.report(), html=self.html, json=self.json, wandb=wandb)
 
     # ------------------------------------------------------------------------------------------
     # The user-facing calls
@@ -824,7 +837,8 @@ def _to_numpy(values: list) -> np.ndarray:
 def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, every: int = 50,
           tensorboard: str | os.PathLike | None = None, halt_on_nan: bool = False, max_norm: float | None = None,
           histograms_every: int | None = None, save_last_finite: str | os.PathLike | None = None,
-          nan_check: str = "auto") -> Watch:
+          nan_check: str = "auto", html: str | os.PathLike | None = None, json: str | os.PathLike | None = None,
+          wandb: bool = True) -> Watch:
     """Watch a training run: ``with lossdoctor.watch(model, optimizer) as doctor: ...``.
 
     ``every``: steps between read-outs (one step in ``every`` is instrumented in full).
@@ -834,8 +848,10 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, ever
     ``max_norm``: the clip threshold, when clipping is not done through torch.nn.utils.clip_grad_norm_.
     ``save_last_finite``: a path; when the first NaN/Inf appears, the last finite weights are saved there.
     ``nan_check``: "auto" (every step on CPU, at read-out on accelerators), "step" or "readout".
+    ``html`` / ``json``: paths the report is written to at ``close()`` (the end of the ``with`` block).
+    ``wandb``: at ``close()``, write the findings to the active Weights & Biases run, if any.
     Call ``start()`` yourself when not using ``with``; ``close()`` removes every hook.
     """
     return Watch(model, optimizer, every=every, tensorboard=tensorboard, halt_on_nan=halt_on_nan,
                  max_norm=max_norm, histograms_every=histograms_every, save_last_finite=save_last_finite,
-                 nan_check=nan_check)
+                 nan_check=nan_check, html=html, json=json, wandb=wandb)
