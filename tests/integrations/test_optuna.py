@@ -125,13 +125,16 @@ def test_wrapping_median_defers_to_it_for_a_slow_healthy_trial_and_the_summary_c
     assert "stopped 1 of 4 trials" in summary(alone) and "wrapped" not in summary(alone)
 
 
-def test_the_pruner_holds_no_watch_after_the_trial(digits_search):
+def test_the_pruner_holds_no_watch_after_the_trial_and_pickles(digits_search):
     import gc
+    import pickle
 
     pruner = LossDoctorPruner(None, num_classes=10)
     run_study(digits_search, pruner, [HEALTHY, NAN])
     gc.collect()
     assert all(ref() is None for ref in pruner._watches.values())
+    copy = pickle.loads(pickle.dumps(pruner))
+    assert copy.guard == pruner.guard and copy._watches == {}
 
 
 def test_a_score_outside_zero_one_is_not_judged_and_says_why(digits_search):

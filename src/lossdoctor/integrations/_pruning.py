@@ -37,7 +37,9 @@ DEFAULT_MIN_REPORTS = 3
 CONFIRM_REPORTS = 2
 # Live findings that mean the network itself is broken: NaN/Inf reached the gradients or the
 # inputs, or (at error level) nine in ten units of a layer never fire. Joined with an objective
-# that sits at chance, they say why the run cannot learn, so no long wait is needed.
+# that sits at chance, they say why the run cannot learn, so no long wait is needed. Vanishing
+# gradients and logits near overflow are left out on purpose: a run with a tiny (or huge)
+# initialization shows them while it sits on a plateau it may still leave.
 BROKEN_NETWORK_CODES = ("grad.non_finite", "data.non_finite", "grad.dead_relu")
 NAN_CODES = ("grad.non_finite", "data.non_finite")
 # A run that does not learn, with no live cause to explain why, may still leave its plateau late:

@@ -97,6 +97,10 @@ class LossDoctorPruner(BasePruner):
         the watch and its model are freed with the objective, as without lossdoctor."""
         self._watches[_trial_id(trial)] = weakref.ref(watch)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # watches belong to this process's running trials (and weak references do not pickle)
+        return {**self.__dict__, "_watches": {}}
+
     # -- internals --------------------------------------------------------------------------
     @guarded("optuna pruner")
     def _judge(self, study: "optuna.study.Study", trial: FrozenTrial) -> Stop | None:
@@ -126,6 +130,7 @@ class LossDoctorPruner(BasePruner):
             return ()
         return live_codes(watch)
 
+    @guarded("optuna pruner (writing the reason)")
     def _record(self, study: "optuna.study.Study", trial: FrozenTrial, stop: Stop) -> None:
         # A pruner sees a FrozenTrial; Optuna's own pruners write trial attributes through the
         # study's storage the same way (SuccessiveHalvingPruner's rung attributes).
