@@ -21,8 +21,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..evidence import VAL_LOSS, Curves
+from ..curves import CHANCE_LEVEL_META, CurveAnalysis, analyze_curves
+from ..curves.verdict import CHANCE_LEVEL_MARGIN
 from ..errors import InputError
+from ..evidence import VAL_LOSS, Curves
 
 # ------------------------------------------------------------------------------------------------
 # The decision's thresholds.
@@ -52,9 +54,10 @@ NO_PROGRESS_BUDGET_SHARE = 2 / 3
 # to its own start) than to the best value any trial of the study reached. Nearer the best, a slow
 # run may still be a contender, and the wrapped pruner or the user should judge it.
 FAR_FROM_BEST_SHARE = 0.5
-# "At chance": a value within 5 % of the chance level (or above it), as in the curve engine's own
-# chance check (a 10-class cross-entropy at 2.19 instead of ln 10 = 2.30 has learned nothing either).
-AT_CHANCE_MARGIN = 0.05
+# "At chance": a value within the curve engine's own chance margin of the chance level, or worse
+# (a 10-class cross-entropy at 2.19 instead of ln 10 = 2.30 has learned nothing either). One
+# report at a time, which the engine does not judge: it needs a curve.
+AT_CHANCE_MARGIN = CHANCE_LEVEL_MARGIN
 
 # Verdicts of the curve engine that mean "not learning".
 NO_PROGRESS_VERDICTS = ("underfitting", "stalled")
@@ -239,8 +242,8 @@ def judge_trial(steps: Sequence[float], values: Sequence[float], metric: Metric,
         if nan_evidence or not guarded:
             code = broken[0]
             return Stop("non_finite" if nan_evidence else "underfitting", code, step,
-                        f"{code} from lossdoctor.watch, and the objective has sat at chance level "
-                        f"({metric.chance:.4g}) for {CONFIRM_REPORTS} reports")
+                        f"{code} from lossdoctor.watch, and the objective has been at chance level "
+                        f"({metric.chance:.4g}) or worse for {CONFIRM_REPORTS} reports")
     if guarded:
         return None
 
@@ -264,17 +267,14 @@ def judge_trial(steps: Sequence[float], values: Sequence[float], metric: Metric,
                     f"{_shown(metric, level)}, far from the study's best {_shown(metric, best)}")
     if previous not in NO_PROGRESS_VERDICTS:
         return None
-    where = (f"at chance level ({metric.chance:.4g})" if metric.at_chance(_shown_value(metric, level))
+    where = (f"at chance level ({metric.chance:.4g})" if metric.at_chance(metric.as_loss(level))
              else f"at {_shown(metric, level)}, far from the study's best {_shown(metric, best)}")
     return Stop(analysis.verdict, _settled_code(analysis, live), step,
                 f"after {step:g} of {budget:g} steps the objective has barely moved from its start "
                 f"({analysis.verdict}) and sits {where}")
-    return None
 
 
-def _analyze(steps: np.ndarray, loss: np.ndarray, chance: float | None):
-    from ..curves import CHANCE_LEVEL_META, analyze_curves
-
+def _analyze(steps: np.ndarray, loss: np.ndarray, chance: float | None) -> CurveAnalysis:
     curves = Curves(run="trial", source="pruner", meta={} if chance is None else {CHANCE_LEVEL_META: chance})
     curves.add(VAL_LOSS, steps, loss)
     return analyze_curves(curves)
@@ -296,24 +296,21 @@ def _far_from_best(level: float, best: float | None, chance: float | None, start
     return level - best >= FAR_FROM_BEST_SHARE * (reference - best)
 
 
-def _settled_code(analysis, live: tuple[str, ...]) -> str | None:
+def _settled_code(analysis: CurveAnalysis, live: tuple[str, ...]) -> str | None:
     """The cause to name: a live error first, else the engine's top finding if it is at least a
     warning (an 'info' finding is a hypothesis the log cannot settle)."""
-    for code in live:
-        return code
+    if live:  # a broken network first, then whatever else the watch holds at error level
+        return min(live, key=lambda c: (BROKEN_NETWORK_CODES.index(c) if c in BROKEN_NETWORK_CODES
+                                        else len(BROKEN_NETWORK_CODES), c))
     for f in analysis.findings:
         if f.severity in ("error", "warning"):
             return f.code
     return None
 
 
-def _shown_value(metric: Metric, loss_value: float) -> float:
-    """A lower-is-better value back in the metric's own units (as_loss is its own inverse)."""
-    return metric.as_loss(loss_value)
-
-
 def _shown(metric: Metric, loss_value: Any) -> str:
-    return f"{_shown_value(metric, float(loss_value)):.4g}" if _is_number(loss_value) else "?"
+    """A lower-is-better value in the metric's own units (as_loss is its own inverse)."""
+    return f"{metric.as_loss(float(loss_value)):.4g}" if _is_number(loss_value) else "?"
 
 
 # ------------------------------------------------------------------------------------------------

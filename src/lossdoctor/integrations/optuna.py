@@ -95,7 +95,7 @@ class LossDoctorPruner(BasePruner):
     def attach(self, trial: "optuna.trial.Trial", watch: Any) -> None:
         """Let this pruner read ``watch``'s live findings when it judges ``trial``. Held weakly:
         the watch and its model are freed with the objective, as without lossdoctor."""
-        self._watches[_trial_id(trial)] = weakref.ref(watch)
+        self._watches[trial._trial_id] = weakref.ref(watch)
 
     def __getstate__(self) -> dict[str, Any]:
         # watches belong to this process's running trials (and weak references do not pickle)
@@ -171,10 +171,6 @@ def stop_reason(trial: FrozenTrial) -> dict[str, Any] | None:
 
 
 # ------------------------------------------------------------------------------------------------
-
-
-def _trial_id(trial: Any) -> int:
-    return trial._trial_id
 
 
 def _study_state(study: "optuna.study.Study", trial: FrozenTrial, maximize: bool) -> tuple[float | None, float | None]:
