@@ -19,7 +19,6 @@ About 5 minutes on 2 cores.
 from __future__ import annotations
 
 import argparse
-import math
 import pathlib
 import statistics
 import sys
@@ -233,7 +232,7 @@ def main() -> None:
     for name, make, watched in optuna_variants(digits_search.STEPS):
         outcomes.append(run_optuna(name, make(), args.trials, args.seed, watched))
         print(f"  optuna {name}: {outcomes[-1].seconds:.0f} s", flush=True)
-    print_table("Optuna (RandomSampler, seed %d)" % args.seed, outcomes, args.trials)
+    print_table(f"Optuna (RandomSampler, seed {args.seed})", outcomes, args.trials)
 
     if args.no_ray:
         return

@@ -79,6 +79,14 @@ def test_a_trial_stuck_at_chance_is_stopped_once_a_finished_trial_gives_the_budg
     assert reason["lossdoctor_step"] >= 0.6 * digits_search.STEPS
 
 
+def test_a_nested_metric_is_found_by_its_flattened_name(digits_search):
+    stopper = LossDoctorStopper("val/loss", "min", num_classes=10)
+    nested = [{"val": {"loss": r["val_loss"]}, "training_iteration": r["training_iteration"]}
+              for r in tune_results(digits_search, NAN, seed=1, watched=False)]
+    kept = feed(stopper, "nan", nested)
+    assert len(kept) == 2 and stop_reason(kept[-1])["lossdoctor_verdict"] == "non_finite"
+
+
 def test_live_metrics_are_plain_codes_and_never_raise():
     assert live_metrics(None) == {LIVE_RESULT_KEY: ""}
 

@@ -111,7 +111,7 @@ class LossDoctorStopper(Stopper):
     @guarded("ray stopper")
     def _judge(self, trial_id: str, result: dict[str, Any]) -> Stop | None:
         record = self._trials.setdefault(trial_id, _TrialRecord())
-        value, step = result.get(self.metric), result.get(self.step_key)
+        value, step = _lookup(result, self.metric), _lookup(result, self.step_key)
         if value is None or step is None or trial_id in self._skipped:
             return None
         value, step = float(value), float(step)
@@ -147,6 +147,18 @@ class LossDoctorStopper(Stopper):
             if finite:
                 best = pick(finite) if best is None else pick(best, pick(finite))
         return best, budget
+
+
+def _lookup(result: dict[str, Any], key: str) -> Any:
+    """``result[key]``, or a nested entry named the way Tune flattens it (``"val/acc"``)."""
+    if key in result:
+        return result[key]
+    node: Any = result
+    for part in key.split("/"):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def stop_reason(result: Any) -> dict[str, Any] | None:
