@@ -3,8 +3,9 @@
 Reads ``benchmarks/reallogs/MANIFEST.csv`` (162 public training logs with hand-written labels, see
 ``benchmarks/reallogs/README.md``), runs ``diagnose`` on each and compares the verdict with the label.
 
-Scored on the unambiguous logs: a log is ambiguous when its ``ambiguous`` column is ``true`` or when
-``label2`` is filled and differs from ``label``. A directory that yields several runs (a
+Scored on the unambiguous logs, against ``adjudicated`` where a disagreement of the two blind
+labelling passes was settled, else ``label``: a log is ambiguous when either pass flagged it
+(``ambiguous``/``ambiguous2``) or ``label2`` differs from ``label``, unless it was adjudicated. A directory that yields several runs (a
 TensorBoard ``logs/train`` + ``logs/validation`` pair, say) counts as correct only when every
 report's verdict equals the label. A log that raises (a ``LossDoctorError`` or anything else) is a
 miss. Prints accuracy overall, per format and per label, the confusion matrix (label x verdict),
@@ -36,7 +37,13 @@ def load_manifest(root: Path = ROOT) -> list[dict]:
         rows = list(csv.DictReader(fh))
     for row in rows:
         label2 = row.get("label2", "").strip()
-        row["is_ambiguous"] = row["ambiguous"].strip().lower() == "true" or (bool(label2) and label2 != row["label"])
+        adjudicated = row.get("adjudicated", "").strip()
+        # unambiguous: both blind passes call it clear and agree, or a disagreement was adjudicated
+        flagged = row["ambiguous"].strip().lower() == "true" or row.get("ambiguous2", "").strip().lower() == "true"
+        row["truth"] = adjudicated or row["label"]
+        row["is_ambiguous"] = not adjudicated and (flagged or (bool(label2) and label2 != row["label"]))
+        row["acceptable"] = {v for v in (row["label"], row.get("alternative", ""), label2,
+                                         row.get("alternative2", ""), adjudicated) if v and v.strip()}
     return rows
 
 
@@ -82,7 +89,7 @@ def confusion(rows: list[dict], results: dict[str, dict]) -> str:
             got = res["verdicts"][0]
         else:
             got = "mixed"
-        counts[row["label"]][got] += 1
+        counts[row["truth"]][got] += 1
     used_cols = [c for c in got_cols if any(counts[l][c] for l in counts)]
     short = {c: c[:11] for c in used_cols}
     width = max(len(l) for l in LABELS) + 2
@@ -109,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     clear = [r for r in rows if not r["is_ambiguous"]]
     ambiguous = [r for r in rows if r["is_ambiguous"]]
-    hits = [r for r in clear if correct(results[r["id"]], r["label"])]
+    hits = [r for r in clear if correct(results[r["id"]], r["truth"])]
     errors = [r for r in rows if results[r["id"]]["error"]]
     crashes = [r for r in errors if results[r["id"]]["error"].startswith("CRASH")]
 
@@ -124,10 +131,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\nper label (unambiguous):")
     for label in LABELS:
-        sub = [r for r in clear if r["label"] == label]
+        sub = [r for r in clear if r["truth"] == label]
         if sub:
             print(f"  {label:18s} {pct(sum(correct(results[r['id']], r['label']) for r in sub), len(sub))}")
-        elif any(r["label"] == label for r in rows):
+        elif any(r["truth"] == label for r in rows):
             print(f"  {label:18s} - (only ambiguous logs)")
         else:
             print(f"  {label:18s} - (no log)")
@@ -139,25 +146,25 @@ def main(argv: list[str] | None = None) -> int:
         print("\nconfusion, ambiguous logs (label column = the primary label):")
         print(confusion(ambiguous, results))
 
-    misses = [r for r in clear if not correct(results[r["id"]], r["label"])]
+    misses = [r for r in clear if not correct(results[r["id"]], r["truth"])]
     print(f"\nmisses (unambiguous): {len(misses)}")
     for r in misses:
-        print(f"  {r['id']:45s} label={r['label']:18s} got={shown(results[r['id']])}")
+        print(f"  {r['id']:45s} label={r['truth']:18s} got={shown(results[r['id']])}")
 
     print(f"\nerrors (all logs; an error counts as a miss): {len(errors)}, of which tracebacks: {len(crashes)}")
     for r in errors:
         print(f"  {r['id']:45s} {results[r['id']]['error'][:110]}")
 
-    amb_hits = sum(correct(results[r["id"]], r["label"]) or (r["alternative"] and correct(results[r["id"]], r["alternative"]))
+    amb_hits = sum(any(correct(results[r["id"]], v) for v in r["acceptable"])
                    for r in ambiguous)
-    print(f"\nambiguous logs, label or alternative (information only): {pct(amb_hits, len(ambiguous))}")
+    print(f"\nambiguous logs, either pass's label or alternative (information only): {pct(amb_hits, len(ambiguous))}")
 
     if args.verbose:
         print("\nall logs:")
         for r in rows:
-            flag = "ok " if correct(results[r["id"]], r["label"]) else "   "
+            flag = "ok " if correct(results[r["id"]], r["truth"]) else "   "
             amb = f" (ambiguous, alt {r['alternative']})" if r["is_ambiguous"] else ""
-            print(f"  {flag}{r['id']:45s} {r['format']:15s} label={r['label']:18s} got={shown(results[r['id']])}{amb}")
+            print(f"  {flag}{r['id']:45s} {r['format']:15s} label={r['truth']:18s} got={shown(results[r['id']])}{amb}")
     return 0
 
 

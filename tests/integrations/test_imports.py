@@ -2,7 +2,8 @@
 import subprocess
 import sys
 
-FRAMEWORKS = ("lightning", "pytorch_lightning", "transformers", "keras", "tensorflow", "jax", "accelerate")
+FRAMEWORKS = ("lightning", "pytorch_lightning", "transformers", "keras", "tensorflow", "jax", "accelerate",
+              "optuna", "ray")
 
 
 def test_importing_lossdoctor_and_its_integrations_package_imports_no_framework():

@@ -9,6 +9,9 @@ Lightning, transformers and Keras:
 * ``lossdoctor.integrations.keras.LossDoctorCallback`` -- ``model.fit(..., callbacks=[...])``
 
 After training, each callback holds the final :class:`lossdoctor.Report` as ``callback.report``.
+For hyper-parameter searches, the same holds for Optuna and Ray Tune, which stop the trials that
+cannot converge: ``lossdoctor.integrations.optuna.LossDoctorPruner`` and
+``lossdoctor.integrations.ray.LossDoctorStopper``.
 """
 from __future__ import annotations
 
