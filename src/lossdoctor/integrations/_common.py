@@ -203,11 +203,12 @@ def completed_run_facts(run: RunFacts, curves: Curves, stats: Any = None) -> Run
     return dataclasses.replace(run, **changes) if changes else run
 
 
-# The curve analysis reads the class count of a classifier from the curves' meta (chance level = ln K).
+# The curve analysis reads the chance level of a classifier (ln K) and its class count from the curves' meta.
+CHANCE_LEVEL_META = "chance_loss"
 NUM_CLASSES_META = "num_classes"
 NUM_CLASSES_SOURCE_META = "num_classes_source"
 # Losses whose value for an uninformed K-class prediction is ln K.
-CHANCE_LN_K_LOSSES = (None, "cross_entropy", "nll", "sparse_categorical_crossentropy", "categorical_crossentropy")
+CHANCE_LN_K_LOSSES = (None, "cross_entropy", "nll", "bce")
 
 
 def declare_chance_level(curves: Curves, run: RunFacts) -> None:
@@ -217,6 +218,7 @@ def declare_chance_level(curves: Curves, run: RunFacts) -> None:
     if run.task != "classification" or not isinstance(k, int) or k < 2 or run.loss not in CHANCE_LN_K_LOSSES:
         return
     if NUM_CLASSES_META not in curves.meta:
+        curves.meta[CHANCE_LEVEL_META] = math.log(k)
         curves.meta[NUM_CLASSES_META] = k
         curves.meta[NUM_CLASSES_SOURCE_META] = (f"the {run.framework} model's output width ({k} class scores) "
                                                 "with class-id targets")
