@@ -25,18 +25,24 @@ if TYPE_CHECKING:
 
 FLOAT32_LIMIT = EXP_OVERFLOW_LIMIT["torch.float32"]
 
-_PRODUCED_BY_REMEDY = {
-    "inputs": ("The batch itself held NaN/Inf: find the rows (`lossdoctor.check_data(X, y)`) and fix or drop "
-               "them before training."),
-    "weights": ("The optimizer wrote NaN/Inf into this module's weights in the step before: lower the learning "
-                "rate (10x), and resume from the last finite weights (watch(..., save_last_finite=path))."),
-    "operation": ("This module's computation overflowed or hit an undefined value: lower the learning rate, "
-                  "keep softmax inside the loss (log-softmax / CrossEntropyLoss on raw logits), and guard "
-                  "log/sqrt/division against 0 (e.g. torch.log(x.clamp_min(1e-12)))."),
-}
+def _produced_by_remedy(produced_by: str, run: "RunFacts | None" = None) -> str:
+    if produced_by == "inputs":
+        return ("The batch itself held NaN/Inf: find the rows (`lossdoctor.check_data(X, y)`) and fix or drop "
+                "them before training.")
+    if produced_by == "weights":
+        return ("The optimizer wrote NaN/Inf into this module's weights in the step before: "
+                f"{advice.lower_rate(run.lr if run else None).lower()}, and resume from the last finite weights"
+                + (" (watch(..., save_last_finite=path))." if advice.framework(run) != "keras" else "."))
+    if produced_by == "operation":
+        stable = advice.stable_loss(run)
+        return ("This module's computation overflowed or hit an undefined value: "
+                f"{advice.lower_rate(run.lr if run else None).lower()}"
+                + (f", {stable}" if stable else "")
+                + ", and guard log/sqrt/division against 0 (clamp their input to at least 1e-12).")
+    return ""
 
 
-def non_finite_finding(origin: dict[str, Any], steps: int | None = None) -> Finding:
+def non_finite_finding(origin: dict[str, Any], steps: int | None = None, run: "RunFacts | None" = None) -> Finding:
     """The grad.non_finite finding for a located NaN/Inf origin (also carried by TrainingHalted)."""
     module = origin.get("module")
     step = origin.get("step")
@@ -54,12 +60,12 @@ def non_finite_finding(origin: dict[str, Any], steps: int | None = None) -> Find
         "grad.non_finite", "error", 0.9 if replayed else 0.6, title=title, evidence=evidence,
         source="watch:non_finite_values",
         where=module or (f"step {step}" if step is not None else None),
-        remedy=_PRODUCED_BY_REMEDY.get(produced_by, ""),
+        remedy=_produced_by_remedy(produced_by, run),
     )
 
 
 @check
-def non_finite_values(stats: WatchStats) -> list[Finding | Event]:
+def non_finite_values(stats: WatchStats, run: "RunFacts | None" = None) -> list[Finding | Event]:
     """The first NaN/Inf: the module, the step, and whether inputs, weights or an operation produced it."""
     if stats.first_non_finite_step is None:
         return []
@@ -75,7 +81,7 @@ def non_finite_values(stats: WatchStats) -> list[Finding | Event]:
     origin["modules_with_non_finite_weights_now"] = stats.non_finite_weights
     where = origin.get("module") or "an unknown module"
     findings: list[Finding | Event] = [Event("first_non_finite", float(origin["step"]), None, f"first NaN/Inf at {where}"),
-                                       non_finite_finding(origin, stats.steps)]
+                                       non_finite_finding(origin, stats.steps, run)]
     if origin.get("produced_by") == "inputs":
         findings.append(Finding(
             "data.non_finite", "error", 0.9, title=f"The batch of step {origin['step']} held NaN/Inf values",
