@@ -134,7 +134,7 @@ def all_checks() -> tuple[Check, ...]:
         model.activation_scale_drift,
         # the data
         data.non_finite_values, data.constant_columns, data.conflicting_duplicates, data.unnormalized_scales,
-        data.heavy_tails, data.categories_as_numbers, data.mixed_units,
+        data.target_in_raw_units, data.heavy_tails, data.categories_as_numbers, data.mixed_units,
         data.class_imbalance, data.no_signal, data.label_noise,
         # the live monitor's read-out
         watch.non_finite_values, watch.logit_overflow, watch.dead_units, watch.vanishing_gradients,
