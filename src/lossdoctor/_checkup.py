@@ -307,8 +307,8 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, pinned_
             probe("batchnorm_out", 10, lambda: run_batchnorm_gradient_check(recipe, seed))
 
     findings: list[Finding] = run_checks("probes", ev)
-    for rep in room_reports:
-        findings += rep.findings
+    for rep in room_reports:  # the monitored copy's curve repeats the baseline's: its curve findings too
+        findings += [f for f in rep.findings if f.source != "curves"]
     verdict, events, curve_findings, curve_evidence = _judge_curves(base, notes, ev.chance_loss)
     findings += _unsettled(curve_findings, findings, ev)
     findings = _differential(findings)
