@@ -95,6 +95,9 @@ OVERFIT_SUSTAINED_POINTS = 2
 # Underfitting: the loss dropped less than 20 % from its start and is not falling any more. The seed's
 # example of regularisation blinding the model: "the training loss just dropped 0.2 from initial loss".
 UNDERFIT_MAX_DROP = 0.20
+# A curve whose values span less than 0.01 % of its level is frozen: a loss logged with 4-6 digits
+# that never changes in them (a collapsed model's validation loss pinned at the triplet margin, say).
+FROZEN_SPAN = 1e-4
 # Stalled: the loss settled on a plateau covering at least 30 % of the run ...
 STALL_MIN_PLATEAU = 0.30
 # ... at least 10 % of its scale above the minimum it had already reached (and beyond the noise):
@@ -161,7 +164,7 @@ CHANCE_MATCH_TOLERANCE = 0.015
 CHANCE_FLAT_SHARE = 0.50
 # An accuracy "sits at chance" within 20 % of 1/K (0.4-0.6 for 2 classes, 0.08-0.12 for 10), and
 # "learned something" above 1/K by more than twice that (0.7 for 2 classes): such a column vetoes an
-# inferred chance level.
+# inferred chance level, and a level merely near ln K then costs no confidence.
 CHANCE_ACCURACY_MARGIN = 0.20
 _ACCURACY_NAME = re.compile(r"(?<![a-z])acc(uracy)?(?![a-z])|accuracy")
 
@@ -176,8 +179,9 @@ SHORT_LOG_FACTOR = 0.65
 # A chance level inferred from the curves (not given): the match and its corroboration can be a
 # coincidence that the caller's class count would rule out.
 INFERRED_CHANCE_FACTOR = 0.85
-# A converging run whose end level is merely near some ln K (no corroboration): maybe a stuck
-# classifier, maybe a regression that settled at 0.69. The verdict stands, the confidence drops.
+# A converging run whose end level is near some ln K (within 0.015 nats with no corroboration, or
+# within CHANCE_LEVEL_MARGIN for K <= 5, where that band is unambiguous): maybe a stuck classifier,
+# maybe a regression that settled at 0.69. The verdict stands, the confidence drops.
 NEAR_CHANCE_FACTOR = 0.6
 
 
@@ -210,8 +214,9 @@ class _Shape:
     start: float
     end: float
     end_sigma: float
-    low: float  # the minimum held by neighbouring blocks (not one lucky block)
+    low: float  # the minimum its neighbours confirm (not one lucky block or point)
     i_min: int  # its block
+    low_sigma: float  # the noise of that minimum
     trend: int  # for short logs: -1 the points agree on a fall, +1 on a rise, 0 they disagree
 
     @property
@@ -240,17 +245,25 @@ class _Shape:
     def still_falling(self) -> bool:
         if self.short and self.trend:
             return self.trend < 0
-        if self.tail_descent >= STILL_FALLING_DROP:
+        if self.tail_descent >= STILL_FALLING_DROP and self.tail_descent * self.scale > NOISE_SIGMAS * math.hypot(
+                self.sm.sigma, self.end_sigma):
             return True
-        # a slow fall that goes on: the second half trends down consistently (a rank test: the noise
-        # cannot fake it) by a visible share of the scale; read on the raw points when the smoothed
-        # curve is too short to test
-        half = self.sm.level[len(self.sm.level) // 2:]
+        # a slow fall that goes on: the second half trends down consistently (a rank test) by a visible
+        # share of the scale and beyond the noise; read on the raw points (with their noise from second
+        # differences, which a trend does not inflate) when the smoothed curve is too short to test
+        half, sigma = self.sm.level[len(self.sm.level) // 2:], self.sm.sigma
         if half.size < SHORT_TAU_MIN_POINTS:
-            half = self.values[self.n // 2:]
+            half, sigma = self.values[self.n // 2:], curvature_noise_sigma(self.values)
         if half.size < SHORT_MIN_POINTS or _consistent_trend(half) >= 0:
             return False
-        return float(np.median(half[:START_POINTS])) - self.end >= STILL_FALLING_TREND_DROP * self.scale
+        fall = float(np.median(half[:START_POINTS])) - self.end
+        return fall >= STILL_FALLING_TREND_DROP * self.scale and fall > NOISE_SIGMAS * sigma
+
+    @property
+    def frozen(self) -> bool:
+        """Every point the same value (to float round-off): what produced it does not change."""
+        span = float(self.values.max() - self.values.min())
+        return span <= FROZEN_SPAN * max(abs(self.end), 1e-12)
 
     @property
     def barely_dropped(self) -> bool:
@@ -276,14 +289,24 @@ def _shape(series: Series | None) -> _Shape | None:
         return None
     steps, values = sorted_series(series)
     sm = smooth(steps, values)
+    # the minimum held by neighbouring blocks: one lucky block (a run of easy batches) is not the level
     held = running_median3(sm.level)
     i_min = int(np.argmin(held))
+    low, low_sigma = float(held[i_min]), sm.sigma
+    if values.size <= SMOOTH_BINS:
+        # few points, each already an average (an epoch, a logging window): the lowest point that its
+        # neighbours confirm, so that blocks do not wash out a real trough of two epochs
+        confirmed = values >= running_median3(values) - NOISE_SIGMAS * sm.sigma_point
+        k = int(np.argmin(np.where(confirmed, values, np.inf)))
+        if values[k] < low:
+            low, low_sigma = float(values[k]), sm.sigma_point
+            i_min = int(np.searchsorted(sm.bounds, k, side="right")) - 1
     end, end_sigma = end_level(values, sm.sigma_point)
     start = float(np.median(values[:max(START_POINTS, int(sm.bounds[1]))]))
     if values[0] - start <= SPIKE_FACTOR * max(start - end, 0.0):
         start = max(start, float(values[0]))
     trend = _consistent_trend(values) if values.size < MIN_POINTS else 0
-    return _Shape(series.name, steps, values, sm, start, end, end_sigma, float(held[i_min]), i_min, trend)
+    return _Shape(series.name, steps, values, sm, start, end, end_sigma, low, i_min, low_sigma, trend)
 
 
 def _finite_count(series: Series | None) -> int:
@@ -380,8 +403,16 @@ def judge(curves: Curves) -> CurveAnalysis:
             events.append(Event("plateau", plateau, first.end, f"loss stays near {first.end:.4g}"))
             return done("underfitting")
         return done("converging")
-    follows = other is None or other.barely_dropped
-    if first.barely_dropped and follows:
+    # underfitting: the loss barely dropped, validation likewise. A validation loss frozen at one value
+    # (the model's outputs on it never change) beside a training loss that barely dropped is the same,
+    # however steadily training creeps down.
+    if other is None:
+        underfit = first.barely_dropped
+    else:
+        frozen = first.frozen or other.frozen
+        underfit = (first.barely_dropped and other.barely_dropped) or (
+            frozen and first.relative_drop < UNDERFIT_MAX_DROP and other.relative_drop < UNDERFIT_MAX_DROP)
+    if underfit:
         ev["thresholds"] = {"max_drop": UNDERFIT_MAX_DROP, "recent_min_drop": STILL_FALLING_DROP,
                             "recent_fraction": RECENT_FRACTION}
         events.append(Event("plateau", plateau, first.end, f"loss stays near {first.end:.4g}"))
@@ -454,7 +485,7 @@ def _diverging(s: _Shape, ev: dict[str, Any]) -> Event | None:
     sm, values, steps, low, end = s.sm, s.values, s.steps, s.low, s.end
     rise = end - low
     drop = s.start - low
-    noise_floor = NOISE_SIGMAS * math.hypot(s.end_sigma, sm.sigma)
+    noise_floor = NOISE_SIGMAS * math.hypot(s.end_sigma, s.low_sigma)
     gave_back = rise >= DIVERGE_GIVE_BACK * drop if drop > 0 else True
     tripled = low > 0 and end >= DIVERGE_FACTOR * low
     # the first block clearly above the minimum, and whether the curve stays up after it
@@ -576,7 +607,7 @@ def _plateau(s: _Shape, ev: dict[str, Any]) -> float:
 def _stalled(s: _Shape, ev: dict[str, Any]) -> Event | None:
     """A long final plateau far above the minimum the curve had already reached."""
     above = s.end - s.low
-    noise_floor = NOISE_SIGMAS * math.hypot(s.end_sigma, s.sm.sigma)
+    noise_floor = NOISE_SIGMAS * math.hypot(s.end_sigma, s.low_sigma)
     if s.short or s.still_falling or ev["plateau_fraction"] < STALL_MIN_PLATEAU:
         return None
     if above < STALL_ABOVE_MIN * s.scale or above <= noise_floor:
@@ -623,7 +654,9 @@ def _chance(curves: Curves, shapes: list[_Shape], ev: dict[str, Any]) -> dict[st
         tolerance = CHANCE_MATCH_TOLERANCE + NOISE_SIGMAS * s.end_sigma
         gap = min(level - math.log(k - 1), math.log(k + 1) - level)
         tight = abs(s.end - level) <= tolerance and tolerance < gap / 2
-        if not (tight or _near(s.end, level, s)):
+        band = CHANCE_LEVEL_MARGIN * level + NOISE_SIGMAS * s.end_sigma
+        loose = abs(s.end - level) <= band and band < gap / 2  # beyond 5 classes every level is "near" one
+        if not (tight or loose):
             continue
         signs = []
         if _near(s.start, level, s):
@@ -648,8 +681,8 @@ def _chance(curves: Curves, shapes: list[_Shape], ev: dict[str, Any]) -> dict[st
                       thresholds={"match_tolerance": rounded(tolerance), "margin": CHANCE_LEVEL_MARGIN,
                                   "flat_share": CHANCE_FLAT_SHARE})
             return {"level": level, "at": at, "given": False, "text": text}
-        if near is None:
-            why = learned or ("not within the tight match" if signs else "nothing else says it is a classifier at chance")
+        if near is None and learned is None:
+            why = "not within the tight match" if signs else "nothing else says it is a classifier at chance"
             near = f"{s.name} ends at {s.end:.4g}, near ln {k} = {level:.4g}, but {why}"
     if near is None:
         return None
