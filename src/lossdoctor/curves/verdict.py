@@ -214,8 +214,13 @@ class _Shape:
     start: float
     end: float
     end_sigma: float
+    # the curve the events are located on: block medians of a long log, the running median of 3 of a
+    # log of up to SMOOTH_BINS points (each already an average: an epoch, a logging window)
+    levels: np.ndarray
+    level_steps: np.ndarray
+    bounds: np.ndarray  # levels[i] stands for the raw points bounds[i]:bounds[i+1]
     low: float  # the minimum its neighbours confirm (not one lucky block or point)
-    i_min: int  # its block
+    i_min: int  # its index in levels
     low_sigma: float  # the noise of that minimum
     trend: int  # for short logs: -1 the points agree on a fall, +1 on a rise, 0 they disagree
 
@@ -289,24 +294,26 @@ def _shape(series: Series | None) -> _Shape | None:
         return None
     steps, values = sorted_series(series)
     sm = smooth(steps, values)
-    # the minimum held by neighbouring blocks: one lucky block (a run of easy batches) is not the level
-    held = running_median3(sm.level)
-    i_min = int(np.argmin(held))
-    low, low_sigma = float(held[i_min]), sm.sigma
-    if values.size <= SMOOTH_BINS:
-        # few points, each already an average (an epoch, a logging window): the lowest point that its
-        # neighbours confirm, so that blocks do not wash out a real trough of two epochs
-        confirmed = values >= running_median3(values) - NOISE_SIGMAS * sm.sigma_point
-        k = int(np.argmin(np.where(confirmed, values, np.inf)))
-        if values[k] < low:
-            low, low_sigma = float(values[k]), sm.sigma_point
-            i_min = int(np.searchsorted(sm.bounds, k, side="right")) - 1
+    if values.size > SMOOTH_BINS:
+        # the minimum held by neighbouring blocks: one lucky block (easy batches) is not the level
+        levels, level_steps, bounds = sm.level, sm.step, sm.bounds
+        held = running_median3(levels)
+        i_min = int(np.argmin(held))
+        low, low_sigma = float(held[i_min]), sm.sigma
+    else:
+        # few points, each already an average: the lowest point that its neighbours confirm, so that
+        # blocks do not wash out a real trough of two epochs
+        levels, level_steps, bounds = running_median3(values), steps, np.arange(values.size + 1)
+        confirmed = values >= levels - NOISE_SIGMAS * sm.sigma_point
+        i_min = int(np.argmin(np.where(confirmed, values, np.inf)))
+        low, low_sigma = float(values[i_min]), sm.sigma_point
     end, end_sigma = end_level(values, sm.sigma_point)
     start = float(np.median(values[:max(START_POINTS, int(sm.bounds[1]))]))
     if values[0] - start <= SPIKE_FACTOR * max(start - end, 0.0):
         start = max(start, float(values[0]))
     trend = _consistent_trend(values) if values.size < MIN_POINTS else 0
-    return _Shape(series.name, steps, values, sm, start, end, end_sigma, low, i_min, low_sigma, trend)
+    return _Shape(series.name, steps, values, sm, start, end, end_sigma, levels, level_steps, bounds, low, i_min,
+                  low_sigma, trend)
 
 
 def _finite_count(series: Series | None) -> int:
@@ -443,7 +450,7 @@ def _insufficient(series: Series, shape: _Shape | None) -> CurveAnalysis:
 
 def _levels(s: _Shape) -> dict[str, Any]:
     return {"start_level": rounded(s.start), "end_level": rounded(s.end), "min_level": rounded(s.low),
-            "min_step": rounded(float(s.sm.step[s.i_min])), "relative_drop": rounded(s.relative_drop),
+            "min_step": rounded(float(s.level_steps[s.i_min])), "relative_drop": rounded(s.relative_drop),
             "noise_sigma": rounded(s.sm.sigma)}
 
 
@@ -482,23 +489,23 @@ def _non_finite(primary: Series, secondary: Series | None) -> CurveAnalysis | No
 
 # -- diverging --------------------------------------------------------------------------------
 def _diverging(s: _Shape, ev: dict[str, Any]) -> Event | None:
-    sm, values, steps, low, end = s.sm, s.values, s.steps, s.low, s.end
+    level, bounds, values, steps, low, end = s.levels, s.bounds, s.values, s.steps, s.low, s.end
     rise = end - low
     drop = s.start - low
     noise_floor = NOISE_SIGMAS * math.hypot(s.end_sigma, s.low_sigma)
     gave_back = rise >= DIVERGE_GIVE_BACK * drop if drop > 0 else True
     tripled = low > 0 and end >= DIVERGE_FACTOR * low
-    # the first block clearly above the minimum, and whether the curve stays up after it
+    # the first level clearly above the minimum, and whether the curve stays up after it
     threshold = low + DIVERGE_CROSSING * rise
-    above = np.flatnonzero(sm.level[s.i_min:] > threshold)
-    j = s.i_min + int(above[0]) if above.size else len(sm.level) - 1
-    stays_up = float(np.mean(sm.level[j:] > threshold)) >= DIVERGE_STAYS_UP
+    above = np.flatnonzero(level[s.i_min:] > threshold)
+    j = s.i_min + int(above[0]) if above.size else len(level) - 1
+    stays_up = float(np.mean(level[j:] > threshold)) >= DIVERGE_STAYS_UP
     if not (rise > noise_floor and rise >= DIVERGE_MIN_RISE * s.scale and (gave_back or tripled) and stays_up):
         return None
-    still_low = np.flatnonzero(sm.level[s.i_min:j + 1] <= low + DIVERGE_ONSET * rise)
+    still_low = np.flatnonzero(level[s.i_min:j + 1] <= low + DIVERGE_ONSET * rise)
     onset = min(s.i_min + int(still_low[-1]) + 1 if still_low.size else j, j)
-    a = int(sm.bounds[onset])
-    raw_up = np.flatnonzero(values[a:int(sm.bounds[j + 1])] > low + DIVERGE_ONSET * rise)
+    a = int(bounds[onset])
+    raw_up = np.flatnonzero(values[a:int(bounds[j + 1])] > low + DIVERGE_ONSET * rise)
     k = a + int(raw_up[0]) if raw_up.size else a
     step = float(steps[k])
     ev.update(divergence_step=rounded(step), rise=rounded(rise), rise_relative=rounded(rise / s.scale),
@@ -518,9 +525,11 @@ def _overfitting(tr: _Shape, va: _Shape, ev: dict[str, Any]) -> Event | None:
     else:  # evaluations: few, each over the whole validation set; their noise from second differences
         levels, level_steps = va.values, va.steps
         sigma = end_sigma = curvature_noise_sigma(va.values)
-    # the true minimum: the lowest level that its neighbours confirm (a lone dip below both of them,
-    # beyond the noise, is an outlier evaluation, not the best the model reached)
-    confirmed = levels >= running_median3(levels) - NOISE_SIGMAS * sigma
+    # the true minimum: the lowest level that its neighbours confirm. A lone dip below both of them,
+    # beyond the noise and deeper than the rise overfitting needs, is an outlier evaluation, not the
+    # best the model reached; a shallower dip cannot fake that rise and is the real minimum.
+    neighbours = running_median3(levels)
+    confirmed = levels >= neighbours - np.maximum(NOISE_SIGMAS * sigma, OVERFIT_MIN_RISE * np.abs(neighbours))
     if levels.size < NOISE_MIN_POINTS:
         confirmed[:] = True  # too few points to tell an outlier from a sharp minimum
     ib = int(np.argmin(np.where(confirmed, levels, np.inf)))
