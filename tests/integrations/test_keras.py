@@ -51,7 +51,16 @@ def test_softmax_output_into_a_from_logits_loss_is_reported_as_double_softmax(di
     assert isinstance(report, Report)
     finding = next(f for f in report.findings if f.code == "model.activation_mismatch")
     assert finding.severity == "error" and finding.where == "out"
-    assert finding.evidence["output_activation"] == "softmax" and finding.evidence["from_logits"] is True
+    assert finding.evidence["output_activation"] == "softmax" and finding.evidence["loss_expects"] == "logits"
+    assert "activation=None" in finding.remedy and "from_logits=True" in finding.remedy
+    assert_keras_words(report)
+
+
+def assert_keras_words(report):
+    """Remedies a Keras user can apply: no PyTorch advice anywhere in the report."""
+    for f in report.findings:
+        for pytorch in ("nn.", "torch", "forward()", "CrossEntropyLoss()", "apply_init"):
+            assert pytorch not in f.remedy, (f.code, f.remedy)
 
 
 def test_logits_into_a_from_logits_loss_train_clean(digits):
@@ -62,14 +71,24 @@ def test_logits_into_a_from_logits_loss_train_clean(digits):
 
 def test_raw_outputs_into_a_probability_loss_are_reported(digits):
     callback = fit(classifier(None), digits, sparse_ce(from_logits=False), keras.optimizers.Adam(1e-3), epochs=1)
-    assert callback.report.has("model.activation_mismatch", "error")
+    assert callback.report.top.code == "model.activation_mismatch" and callback.report.top.severity == "error"
+    assert "from_logits=True" in callback.report.top.remedy
+    assert_keras_words(callback.report)
 
 
 def test_kernels_initialized_a_thousand_times_too_small_are_reported(digits):
     tiny = keras.initializers.RandomNormal(stddev=1e-4)
     callback = fit(classifier(None, initializer=tiny), digits, sparse_ce(), keras.optimizers.Adam(1e-3), epochs=1)
-    flagged = {f.where for f in callback.report.findings if f.code == "model.bad_init"}
-    assert flagged == {"hidden1", "hidden2"}
+    finding = callback.report.top
+    assert finding.code == "model.bad_init" and finding.source == "model:weight_scale_off"  # the model room's check
+    assert set(finding.evidence["layers"]) == {"hidden1", "hidden2"}  # the output layer may start small
+    assert "kernel_initializer" in finding.remedy and "he_normal for hidden1, hidden2 (relu)" in finding.remedy
+    assert_keras_words(callback.report)
+
+
+def test_kernels_at_keras_default_scale_are_not_reported(digits):
+    callback = fit(classifier(None), digits, sparse_ce(), keras.optimizers.Adam(1e-3), epochs=1)
+    assert not callback.report.has("model.bad_init")
 
 
 def regressor():
@@ -83,7 +102,8 @@ def test_far_too_high_learning_rate_gives_nan_loss_and_nan_weights(diabetes):
     report = callback.report
     assert report.verdict == "non_finite"
     assert report.has("optim.lr_too_high", "warning")
-    nan_weights = next(f for f in report.findings if f.code == "grad.non_finite" and f.source == "keras:weights")
+    nan_weights = next(f for f in report.findings if f.code == "grad.non_finite"
+                       and f.source == "integration:keras_weights")
     assert nan_weights.where == "hidden"  # the first layer, in model order
 
 
@@ -121,10 +141,10 @@ def test_a_failure_inside_lossdoctor_is_reported_once_and_training_goes_on(digit
 
     monkeypatch.delenv("LOSSDOCTOR_STRICT", raising=False)  # as in a user's run
 
-    def broken(model):
+    def broken(model, fresh=True):
         raise RuntimeError("a bug in lossdoctor")
 
-    monkeypatch.setattr(integration, "activation_findings", broken)
+    monkeypatch.setattr(integration, "keras_model_facts", broken)
     model = classifier(None)
     with pytest.warns(LossDoctorInternalWarning, match="a bug in lossdoctor"):
         callback = fit(model, digits, sparse_ce(), keras.optimizers.Adam(1e-3), epochs=2)

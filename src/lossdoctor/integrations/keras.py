@@ -81,6 +81,8 @@ DROPOUT_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDro
 NOISE_LAYERS = ("GaussianNoise",)
 NORMALIZATION_LAYERS = ("LayerNormalization", "GroupNormalization", "UnitNormalization", "RMSNormalization")
 RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
+# The output activation of a Dense/Conv output layer declared without one: raw scores, as declared.
+DECLARED_LINEAR = "linear"
 # Kernels below this many weights are skipped for their scale: their standard deviation means little
 # (and the model checks ask nothing of a 1x1 or 2x1 kernel).
 MIN_KERNEL_WEIGHTS = 16
@@ -345,7 +347,9 @@ def keras_model_facts(model: Any, fresh: bool = True) -> ModelFacts:
     output = OutputFacts(layers=sorted(output_layers))
     if outputs:
         activation, where = _output_activation(model, outputs[0])
-        output.activation, output.activation_name = _canonical_activation(activation), where
+        # a declared linear output is known to be raw scores (None would mean "not observed")
+        output.activation = _canonical_activation(activation) or DECLARED_LINEAR
+        output.activation_name = where
         output_layers.add(where)  # the layer under a dropout/reshape output is the output layer
         shape = getattr((getattr(model, "outputs", None) or [None])[0], "shape", None)
         if shape is not None:

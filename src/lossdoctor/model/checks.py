@@ -78,6 +78,8 @@ _WORDS = {
         "regression": "nn.MSELoss() on a linear output",
         "classifier_head": "one output unit per class (nn.Linear(hidden, {k}))",
         "binary_head": "one output unit per label (nn.Linear(hidden, labels))",
+        "reinit": "lossdoctor.model.apply_init(model)",
+        "relu": "ReLU (or LeakyReLU/GELU)",
     },
     "keras": {
         "raw": "set activation=None on the output layer (no {act})",
@@ -89,6 +91,8 @@ _WORDS = {
         "regression": "keras.losses.MeanSquaredError() on a linear output (activation=None)",
         "classifier_head": "one output unit per class (Dense({k}))",
         "binary_head": "one output unit per label (Dense(labels))",
+        "reinit": "kernel_initializer=<scheme> on each layer named",
+        "relu": "activation='relu' (or 'leaky_relu'/'gelu')",
     },
 }
 
@@ -291,8 +295,8 @@ def squashing_after_conv(model: ModelFacts) -> list[Finding]:
         title="Conv layers followed by a squashing activation instead of a ReLU-family one",
         evidence={"layers": {layer.name: layer.activation for layer in bad}, "expected": "ReLU family"},
         where=_where([layer.name for layer in bad]),
-        remedy=f"Use ReLU (or LeakyReLU/GELU) after {_where([layer.name for layer in bad])} and re-initialize "
-               "them with he_normal (lossdoctor.model.apply_init(model)); sigmoid/tanh saturate and shrink the "
+        remedy=f"Use {_say(model, 'relu')} after {_where([layer.name for layer in bad])} and re-initialize "
+               f"them with he_normal ({_say(model, 'reinit')}); sigmoid/tanh saturate and shrink the "
                "gradient at every conv layer.",
     )]
 
@@ -337,7 +341,7 @@ def constant_or_symmetric_weights(model: ModelFacts) -> list[Finding]:
                      | {"threshold": "any repeated row; error at constant or >= 50% repeated"},
             where=_where([layer.name for layer in hidden]),
             remedy="Units with identical weights get identical gradients and never differentiate. "
-                   f"Re-initialize randomly: lossdoctor.model.apply_init(model) ({_init_plan(hidden)}).",
+                   f"Re-initialize randomly: {_say(model, 'reinit')} ({_init_plan(hidden)}).",
         ))
     if output:
         findings.append(Finding(
@@ -378,7 +382,7 @@ def weight_scale_off(model: ModelFacts) -> list[Finding]:
                       "allowed_ratio": [1 / WEIGHT_SCALE_FACTOR, WEIGHT_SCALE_FACTOR],
                       "normalization_layers": normalized},
             where=_where([layer.name for layer in off]),
-            remedy=f"Re-initialize with lossdoctor.model.apply_init(model): {_init_plan(off)}. "
+            remedy=f"Re-initialize with {_say(model, 'reinit')}: {_init_plan(off)}. "
                    f"{worst.name} is at {_fmt(worst.scale_ratio)}x the {worst.scheme} std "
                    f"({_fmt(worst.weight_rms)} vs {_fmt(worst.expected_std)} for fan-in {worst.fan_in}).",
         ))
@@ -415,6 +419,6 @@ def activation_scale_drift(model: ModelFacts) -> list[Finding]:
         evidence={"activation_rms": {layer.name: layer.act_rms for layer in hidden}, "ratio_last_to_first": ratio,
                   "limit": ACTIVATION_DRIFT_LIMIT},
         where="activations",
-        remedy=f"Re-initialize with lossdoctor.model.apply_init(model) ({_init_plan(hidden)}) so each layer "
+        remedy=f"Re-initialize with {_say(model, 'reinit')} ({_init_plan(hidden)}) so each layer "
                "keeps the activation scale; add normalization or residual connections for deep stacks.",
     )]
