@@ -295,9 +295,16 @@ def _settled_codes(evidence: Evidence) -> set[str]:
     return settled
 
 
+# Causes that exclude each other: where one is established (a warning or an error), a curve check's
+# hint that the other "may" be the cause is settled (a rate cannot be too high and too low at once).
+EXCLUDES = {LR_HIGH: LR_LOW, LR_LOW: LR_HIGH}
+
+
 def _drop_settled_speculation(findings: list[Finding], evidence: Evidence) -> list[Finding]:
-    """A curve check's info hint ("not settled by the log: try X") is dropped once X has run."""
+    """A curve check's info hint ("not settled by the log: try X") is dropped once X has run, or once
+    a cause that excludes X is established."""
     settled = _settled_codes(evidence) | {f.code for f in findings if f.source.startswith("probe:")}
+    settled |= {EXCLUDES[f.code] for f in findings if f.code in EXCLUDES and f.severity != "info"}
     return [f for f in findings
             if not (f.severity == "info" and f.source.startswith("curves:") and f.code in settled)]
 

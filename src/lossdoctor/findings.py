@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
@@ -235,17 +236,24 @@ class Report:
 REPR_SOURCE_CHARS = 60  # repr(report) stays one line: a longer source keeps its end (the file name)
 
 
+# ``where`` of a finding dated at a step of the run ("step 40"): merged per code by ``ranked``.
+STEP_WHERE = "step"
+STEP_WHERE_PATTERN = re.compile(r"^step -?\d+(\.\d+)?$")
+
+
 def ranked(findings: Iterable[Finding]) -> list[Finding]:
     """Root causes first, each followed by the symptoms it explains; errors before warnings before
     info, and within a severity the most confident first.
 
     One finding per (code, where): when two sources report the same cause at the same place, the
     more severe / more confident one is kept and the other's evidence is merged under its source.
+    A cause located at a step (``where="step N"``) is one event of the run: the curves and the live
+    watch may date the same spike a step or two apart, so such findings of one code are one finding.
     A finding whose ``explained_by`` names a code that no kept finding has is ranked as a root.
     """
     best: dict[tuple[str, str | None], Finding] = {}
     for f in sorted(findings, key=Finding.sort_key):
-        key = (f.code, f.where)
+        key = (f.code, STEP_WHERE if f.where and STEP_WHERE_PATTERN.match(f.where) else f.where)
         if key not in best:
             best[key] = f
         elif f.source and f.source != best[key].source:

@@ -193,7 +193,12 @@ class LossDoctorCallback(WatchOwner, TrainerCallback):
 
     @guarded("huggingface")
     def on_log(self, args, state, control, logs=None, **kwargs) -> None:
-        if not self.halt_on_nan or not logs:
+        if not logs:
+            return
+        if self._watch is not None and self._watch.optimizer is not None and "loss" in logs:
+            # the logged loss (the mean since the last log) joins the watch's view of the step it ends
+            self._watch.step(float(logs["loss"]))
+        if not self.halt_on_nan:
             return
         bad = [key for key in ("loss", "grad_norm") if key in logs and not is_finite_number(logs[key])]
         if bad:  # logged values are already reduced over ranks: every rank stops at the same step

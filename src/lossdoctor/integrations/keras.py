@@ -507,7 +507,7 @@ class LossDoctorCallback(WatchOwner, keras.callbacks.Callback):
         self._previous_mean = mean
         self._recorder.add(TRAIN_LOSS, self._step, loss)
         if self._watch is not None:
-            self._watch.step()  # the loss curve is judged from these logs; the watch adds the hooks' view
+            self._watch.step(loss)  # one step per batch (the Keras optimizer is not a torch one)
         if self.halt_on_nan and not math.isfinite(loss):
             self.model.stop_training = True
             self.halted_at = self._step

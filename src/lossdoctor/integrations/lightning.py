@@ -173,8 +173,10 @@ class LossDoctorCallback(WatchOwner, pl.Callback):
         step = max(trainer.global_step - 1, 0)
         if loss is not None:
             self._recorder.add(TRAIN_LOSS, step, loss)
-        if self._watch is not None and self._watch.optimizer is None:
-            self._watch.step()  # several optimizers: the watch counts batches instead of updates
+        if self._watch is not None and (loss is not None or self._watch.optimizer is None):
+            # the loss joins the watch's view of the step (its spike and warm-up evidence); with several
+            # optimizers the watch has none of its own and counts batches here instead of updates
+            self._watch.step(loss)
         self._batches += 1
         if self._batches % self.every == 0:
             flushed = self._recorder.flush()
