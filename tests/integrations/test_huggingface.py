@@ -172,3 +172,48 @@ def test_close_after_a_crash_inside_train_removes_every_hook(digits, tmp_path):
     with pytest.raises(RuntimeError, match="own callback"), doctor:  # the same, as a context manager
         trainer.train()
     assert _hook_count(model) == before
+
+
+# -- issue 15: live runs name the cause --------------------------------------------------------------
+
+
+def test_a_warm_up_to_a_too_high_rate_names_the_rate_first_once_with_the_dead_units_under_it(digits, tmp_path):
+    report = train(digits, tmp_path, lr=1.0)[0].report  # the example's run (healthy twin: lr 0.01, above)
+    assert report.top.code == "optim.lr_too_high"
+    assert report.codes.count("optim.lr_too_high") == 1
+    for symptom in report.findings[1:]:
+        if symptom.code in ("grad.dead_relu", "model.logit_overflow", "grad.exploding"):
+            assert symptom.explained_by == "optim.lr_too_high", symptom
+
+
+def train_bert(hf, tmp_path, lr):
+    """The example's tiny BERT on digits as tokens: AdamW, linear decay, the Trainer's default clip."""
+    callback = LossDoctorCallback(print_report=False)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=300, per_device_train_batch_size=32, learning_rate=lr, warmup_steps=10,
+        logging_steps=5, eval_strategy="steps", eval_steps=25, save_strategy="no", report_to=[], use_cpu=True,
+        disable_tqdm=True, seed=0,
+    )
+    assert args.max_grad_norm == 1.0  # the Trainer's default clip, not set by the test
+    train_set, val_set = hf.digits_datasets(tokens=True)
+    Trainer(model=hf.tiny_bert(), args=args, train_dataset=train_set, eval_dataset=val_set,
+            callbacks=[callback]).train()
+    return callback.report
+
+
+def test_a_tiny_bert_at_a_far_too_high_rate_names_the_rate_and_its_saturated_pooler(hf, tmp_path):
+    report = train_bert(hf, tmp_path, lr=0.5)
+    assert report.verdict != "converging"  # it blew up to several times chance level and came back to it
+    assert report.metadata["curve_evidence"]["chance_level"] == pytest.approx(2.3026, abs=1e-3)  # ln 10 labels
+    assert report.top.code == "optim.lr_too_high" and report.codes.count("optim.lr_too_high") == 1
+    pooler = [f for f in report.findings if f.where and "pooler" in f.where]
+    assert pooler and {f.code for f in pooler} == {"grad.saturated_activation"}  # tanh: saturated, not "dead ReLU"
+    assert all(f.explained_by == "optim.lr_too_high" for f in pooler)
+    assert "LeakyReLU" not in pooler[0].remedy
+
+
+def test_a_healthy_tiny_bert_under_the_default_clip_is_clean(hf, tmp_path):
+    report = train_bert(hf, tmp_path, lr=5e-3)
+    assert report.verdict == "converging", report.to_text()
+    assert report.warnings() == []  # the default max_grad_norm=1.0 firing on a healthy run is not a fault
+    assert all(f.severity == "info" for f in report.findings if f.code == "optim.clipping_masks_lr")

@@ -176,3 +176,17 @@ def test_close_after_a_crash_inside_fit_removes_every_hook(digits):
     doctor.close()
     assert _hook_count(model) == before
     doctor.close()  # idempotent
+
+
+# -- issue 15: live runs name the cause --------------------------------------------------------------
+
+
+def test_a_rate_of_1_names_the_rate_first_in_keras_words(digits):
+    callback = fit(classifier(None), digits, sparse_ce(), keras.optimizers.Adam(1.0))
+    report = callback.report
+    assert report.verdict != "converging"  # it jumped far above chance (ln 10) and sat at chance
+    assert report.metadata["run"]["framework"] == "keras" and report.metadata["run"]["num_classes"] == 10
+    assert report.top.code == "optim.lr_too_high" and report.codes.count("optim.lr_too_high") == 1
+    assert not report.has("data.unnormalized")  # the pixels are already in [0, 1]
+    assert_keras_words(report)
+    # the healthy twin is test_logits_into_a_from_logits_loss_train_clean (the same model at 1e-3)

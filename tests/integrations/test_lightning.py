@@ -41,8 +41,9 @@ class Regressor(pl.LightningModule):
 
 
 class DigitsClassifier(pl.LightningModule):
-    def __init__(self, dropout: float):
+    def __init__(self, dropout: float = 0.0, lr: float | None = None):
         super().__init__()
+        self.lr = lr  # None: Adam at 1e-3; else plain SGD at this rate
         layers = []
         for n_in in (64, 64):
             layers += [nn.Dropout(dropout), nn.Linear(n_in, 64), nn.ReLU()]
@@ -54,8 +55,14 @@ class DigitsClassifier(pl.LightningModule):
         self.log("train_loss", loss)
         return loss
 
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", nn.functional.cross_entropy(self.net(x), y))
+
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=1e-3)
+        if self.lr is None:
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +232,28 @@ def test_report_goes_to_the_mlflow_logger_as_tags_and_text(diabetes, tmp_path):
     run = MlflowClient(tracking_uri=uri).get_run(logger.run_id)
     assert run.data.tags["lossdoctor/verdict"] == callback.report.verdict == "converging"
     assert "**verdict:** `converging`" in load_text(f"{run.info.artifact_uri}/lossdoctor/report.md")
+
+
+# -- issue 15: live runs name the cause --------------------------------------------------------------
+
+
+def test_a_rate_of_50_names_the_rate_first_once_with_its_symptoms_under_it(digits):
+    train, val = torch.utils.data.random_split(digits, [1400, len(digits) - 1400],
+                                               generator=torch.Generator().manual_seed(0))
+    callback, _ = fit(DigitsClassifier(lr=50.0), train, val, epochs=4)
+    report = callback.report
+    assert report.verdict != "converging"
+    assert report.metadata["run"]["task"] == "classification" and report.metadata["run"]["num_classes"] == 10
+    assert report.top.code == "optim.lr_too_high" and report.codes.count("optim.lr_too_high") == 1
+    assert "50" in report.top.remedy  # the user's own rate, and one to try
+    for symptom in report.findings[1:]:
+        if symptom.code in ("grad.dead_relu", "model.logit_overflow", "grad.exploding"):
+            assert symptom.explained_by == "optim.lr_too_high", symptom
+
+
+def test_the_same_classifier_at_a_sound_rate_is_clean(digits):
+    train, val = torch.utils.data.random_split(digits, [1400, len(digits) - 1400],
+                                               generator=torch.Generator().manual_seed(0))
+    callback, _ = fit(DigitsClassifier(lr=0.1), train, val, epochs=4)
+    assert callback.report.verdict == "converging", callback.report.to_text()
+    assert callback.report.warnings() == []
