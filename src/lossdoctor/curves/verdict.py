@@ -85,12 +85,15 @@ OVERFIT_TRAIN_FALL = 0.10
 # evaluations (running median of 3) stay above that line. Validation that swings back down to its
 # minimum again and again (a rate too high) has no sustained rise.
 OVERFIT_STAYS_UP = 0.80
-# Evaluations that rise every time from the minimum to the last one are strong evidence even when
-# short (0.170 -> 0.197 -> 0.246; 0.807 -> 0.902 after two flat epochs), as long as the total rise
-# clears OVERFIT_MIN_RISE, beyond the noise where 5 or more evaluations measure it, and training fell
-# meanwhile. A rise that is not monotone needs 2 evaluations after the minimum and the "stays up" test.
+# In a short log (fewer than MIN_POINTS evaluations), evaluations that rise every time from the minimum
+# to the last one are strong evidence even when there are one or two of them (0.170 -> 0.197 -> 0.246;
+# 0.807 -> 0.902 after two flat epochs), as long as the total rise clears OVERFIT_MIN_RISE, beyond the
+# noise where 5 or more evaluations measure it, and training fell meanwhile ...
 OVERFIT_MIN_RISES = 1
-OVERFIT_SUSTAINED_POINTS = 2
+# ... while a longer log must confirm the turn with at least 3 evaluations after the minimum (rising
+# every time, or passing the "stays up" test): a log that ends two evaluations into a swing that a
+# rate on the high side produces (0.100 -> 0.130 -> 0.162, then back to 0.102) has not shown a trend.
+OVERFIT_CONFIRM_POINTS = 3
 
 # Underfitting: the loss dropped less than 20 % from its start and is not falling any more. The seed's
 # example of regularisation blinding the model: "the training loss just dropped 0.2 from initial loss".
@@ -558,8 +561,9 @@ def _overfitting(tr: _Shape, va: _Shape, ev: dict[str, Any]) -> Event | None:
     risen = after[crossed[0]:] if crossed.size else after[-1:]
     risen_sigma = math.hypot(sigma, (end_sigma if dense else sigma) * 1.2533 / math.sqrt(risen.size))
     beyond_noise = measurable and float(np.median(risen)) - best > NOISE_SIGMAS * risen_sigma
-    monotone = rises_in_a_row >= OVERFIT_MIN_RISES and (beyond_noise or not measurable)
-    if not (monotone or (beyond_noise and sustained and after.size >= OVERFIT_SUSTAINED_POINTS)):
+    needed = OVERFIT_MIN_RISES if va.short else OVERFIT_CONFIRM_POINTS
+    monotone = rises_in_a_row >= needed and (beyond_noise or not measurable)
+    if not (monotone or (beyond_noise and sustained and after.size >= OVERFIT_CONFIRM_POINTS)):
         return None
     if _oscillating(tr, {}) is not None:
         return None  # training swings too: a rate too high, not a model that memorises
@@ -567,7 +571,7 @@ def _overfitting(tr: _Shape, va: _Shape, ev: dict[str, Any]) -> Event | None:
               generalization_gap=rounded(va.end - tr.end), val_rises_in_a_row=int(rises_in_a_row),
               val_noise_sigma=rounded(sigma),
               thresholds={"val_rise": OVERFIT_MIN_RISE, "train_fall": OVERFIT_TRAIN_FALL,
-                          "stays_up": OVERFIT_STAYS_UP, "rises_in_a_row": OVERFIT_MIN_RISES})
+                          "stays_up": OVERFIT_STAYS_UP, "rises_in_a_row": needed})
     return Event("overfitting_onset", best_step, best,
                  f"validation best {best:.4g}, now {va.end:.4g} (+{rise / scale:.0%})")
 
@@ -579,11 +583,11 @@ def _oscillating(s: _Shape, ev: dict[str, Any]) -> Event | None:
     sm, values, steps = s.sm, s.values, s.steps
     # swing of the raw points (fast oscillations hide inside blocks), judged against white noise
     half_raw = values[values.size // 2:]
-    lo, hi = (float(x) for x in np.percentile(half_raw, [10, 90]))
+    lo, mid, hi = (float(x) for x in np.percentile(half_raw, [10, 50, 90]))  # one partition for all three
     swing = hi - lo
     half_blocks = sm.level[len(sm.level) // 2:]
     half_descent = float(half_blocks[0] - half_blocks[-1]) if half_blocks.size > 1 else 0.0
-    half_level = max(abs(float(np.median(half_raw))), 1e-12)
+    half_level = max(abs(mid), 1e-12)
     block_swing = float(np.percentile(half_blocks, 90) - np.percentile(half_blocks, 10))
     legs = zigzag_legs(half_blocks, block_swing / 2)
     ev.update(swing_relative=rounded(swing / half_level), swing_legs=legs)
