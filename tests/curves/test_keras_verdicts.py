@@ -129,3 +129,34 @@ def test_raw_pixels_x16_sit_at_chance_and_the_accuracy_column_says_so(keras_logs
     ev = report.metadata["evidence"]
     assert ev["chance_classes"] == 10
     assert "accuracy ends at" in ev["chance_source"]
+
+
+@pytest.fixture(scope="module")
+def keras_regression(tmp_path_factory):
+    """A linear MSE fit on two diabetes features (standardized target): it settles near 0.68."""
+    import keras
+    from sklearn.datasets import load_diabetes
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_diabetes(return_X_y=True, as_frame=True)
+    X = X[["s4", "s5"]].to_numpy()
+    X, y = (X - X.mean(0)) / X.std(0), ((y - y.mean()) / y.std()).to_numpy()
+    Xtr, Xva, ytr, yva = train_test_split(X, y, test_size=0.25, random_state=0)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    path = tmp_path_factory.mktemp("keras_regression") / "diabetes.csv"
+    model.fit(Xtr, ytr, validation_data=(Xva, yva), epochs=60, batch_size=len(Xtr), verbose=0,
+              callbacks=[keras.callbacks.CSVLogger(str(path))])
+    return path
+
+
+def test_a_regression_settling_near_ln2_stays_converging_with_a_lower_confidence(keras_regression, keras_logs):
+    curves = read_runs(keras_regression)[0]
+    assert abs(curves.train.values[-1] - np.log(2)) < 0.035  # the premise: an MSE within 5 % of ln 2
+    report = diagnose(keras_regression)
+    assert report.verdict == "converging"
+    ev = report.metadata["evidence"]
+    assert "ln 2" in ev["near_chance_level"] and "ended_at_chance" not in ev
+    twin = diagnose(keras_logs["healthy"]).metadata["evidence"]
+    assert ev["verdict_confidence"] < twin["verdict_confidence"]
