@@ -94,7 +94,8 @@ def test_a_class_count_given_with_the_curves_is_used_and_named(lightning_x16):
     fine.meta[NUM_CLASSES_META] = 10
     healthy = analyze_curves(fine)
     assert healthy.verdict == "converging"
-    assert healthy.evidence["chance_level"] == pytest.approx(LN10, rel=1e-5) and "ended_at_chance" not in healthy.evidence
+    assert healthy.evidence["chance_level"] == pytest.approx(LN10, rel=1e-5)
+    assert "ended_at_chance" not in healthy.evidence
 
 
 @pytest.fixture(scope="module")
