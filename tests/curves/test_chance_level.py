@@ -13,7 +13,11 @@ import torch
 
 from lossdoctor import diagnose
 from lossdoctor.curves import analyze_curves
-from lossdoctor.curves.verdict import CONFIDENCE_FULL, NUM_CLASSES_META, NUM_CLASSES_SOURCE_META
+from lossdoctor.curves.verdict import (
+    CONFIDENCE_FULL,
+    NUM_CLASSES_META,
+    NUM_CLASSES_SOURCE_META,
+)
 from lossdoctor.logs import read_runs
 
 LN10 = math.log(10)

@@ -22,14 +22,14 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # keras o
 
 FITS = {
     # name: (data, width, optimizer, learning rate, epochs, batch size)
-    "healthy": (dict(), 64, "adam", 2e-3, 20, 64),
-    "label_noise": (dict(noise=0.6), 16, "adam", 3e-4, 20, 64),
-    "tiny_lr": (dict(), 16, "adam", 1e-6, 20, 64),
-    "small_noisy": (dict(rows=200, noise=0.2), 512, "adam", 1e-3, 50, 16),
-    "shuffled_4": (dict(small=True, shuffle_labels=True), 256, "adam", 1e-2, 4, 64),
-    "healthy_4": (dict(), 64, "adam", 2e-3, 4, 64),
-    "adam_005": (dict(), 256, "adam", 5e-2, 20, 64),
-    "x16_sgd": (dict(raw_scale=16.0), 64, "sgd", 0.1, 15, 32),
+    "healthy": ({}, 64, "adam", 2e-3, 20, 64),
+    "label_noise": ({"noise": 0.6}, 16, "adam", 3e-4, 20, 64),
+    "tiny_lr": ({}, 16, "adam", 1e-6, 20, 64),
+    "small_noisy": ({"rows": 200, "noise": 0.2}, 512, "adam", 1e-3, 50, 16),
+    "shuffled_4": ({"small": True, "shuffle_labels": True}, 256, "adam", 1e-2, 4, 64),
+    "healthy_4": ({}, 64, "adam", 2e-3, 4, 64),
+    "adam_005": ({}, 256, "adam", 5e-2, 20, 64),
+    "x16_sgd": ({"raw_scale": 16.0}, 64, "sgd", 0.1, 15, 32),
 }
 
 

@@ -10,7 +10,11 @@ import torch
 
 from lossdoctor import diagnose
 from lossdoctor.curves import analyze_curves
-from lossdoctor.curves.verdict import CONFIDENCE_FULL, SHORT_DISAGREE_MIN_POINTS, SHORT_MIN_POINTS
+from lossdoctor.curves.verdict import (
+    CONFIDENCE_FULL,
+    SHORT_DISAGREE_MIN_POINTS,
+    SHORT_MIN_POINTS,
+)
 from lossdoctor.evidence import Curves
 from lossdoctor.logs import read_runs
 
@@ -23,12 +27,12 @@ def hf_logs(tmp_path_factory, digits_data, load_example):
     root = tmp_path_factory.mktemp("hf_short")
     runs = {
         # one log row and one evaluation per epoch
-        "epochs4": dict(data={}, args=dict(num_train_epochs=4, logging_strategy="epoch", eval_strategy="epoch")),
-        "epochs2": dict(data={}, args=dict(num_train_epochs=2, logging_strategy="epoch", eval_strategy="epoch")),
+        "epochs4": {"data": {}, "args": {"num_train_epochs": 4, "logging_strategy": "epoch", "eval_strategy": "epoch"}},
+        "epochs2": {"data": {}, "args": {"num_train_epochs": 2, "logging_strategy": "epoch", "eval_strategy": "epoch"}},
         # 3 training rows, 33 evaluations
-        "eval_heavy": dict(data={}, args=dict(max_steps=330, logging_steps=110, eval_strategy="steps", eval_steps=10)),
-        "eval_heavy_shuffled": dict(data=dict(small=True, shuffle_labels=True), hidden=256, lr=1e-2,
-                                    args=dict(max_steps=330, logging_steps=110, eval_strategy="steps", eval_steps=10)),
+        "eval_heavy": {"data": {}, "args": {"max_steps": 330, "logging_steps": 110, "eval_strategy": "steps", "eval_steps": 10}},
+        "eval_heavy_shuffled": {"data": {"small": True, "shuffle_labels": True}, "hidden": 256, "lr": 1e-2,
+                                    "args": {"max_steps": 330, "logging_steps": 110, "eval_strategy": "steps", "eval_steps": 10}},
     }
     out = {}
     for name, spec in runs.items():

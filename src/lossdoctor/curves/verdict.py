@@ -21,8 +21,19 @@ import numpy as np
 
 from ..evidence import Curves, Series
 from ..findings import Event, Finding
-from .smoothing import (NOISE_MIN_POINTS, SMOOTH_BINS, Smooth, curvature_noise_sigma, end_level, kendall_tau, rounded,
-                        running_median3, smooth, sorted_series, zigzag_legs)
+from .smoothing import (
+    NOISE_MIN_POINTS,
+    SMOOTH_BINS,
+    Smooth,
+    curvature_noise_sigma,
+    end_level,
+    kendall_tau,
+    rounded,
+    running_median3,
+    smooth,
+    sorted_series,
+    zigzag_legs,
+)
 
 # ------------------------------------------------------------------------------------------------
 # How many points a verdict needs.
@@ -669,9 +680,9 @@ def _chance(curves: Curves, shapes: list[_Shape], ev: dict[str, Any]) -> dict[st
         level = math.log(k)
         tolerance = CHANCE_MATCH_TOLERANCE + NOISE_SIGMAS * s.end_sigma
         gap = min(level - math.log(k - 1), math.log(k + 1) - level)
-        tight = abs(s.end - level) <= tolerance and tolerance < gap / 2
+        tight = abs(s.end - level) <= tolerance < gap / 2
         band = CHANCE_LEVEL_MARGIN * level + NOISE_SIGMAS * s.end_sigma
-        loose = abs(s.end - level) <= band and band < gap / 2  # beyond 5 classes every level is "near" one
+        loose = abs(s.end - level) <= band < gap / 2  # beyond 5 classes every level is "near" one
         if not (tight or loose):
             continue
         signs = []
