@@ -94,10 +94,14 @@ def test_the_curve_verdict_uses_the_chance_level_it_is_given():
     steps = np.arange(300)
     # a start inflated by unscaled inputs, a blow-up, then flat at ln 10 with minibatch noise
     blown = np.where(steps < 20, 15.0, np.where(steps < 80, 1e30, math.log(10))) + rng.normal(0, 0.02, 300)
-    assert _curve(blown).verdict == "converging"  # without the context the fall from 15 looks like progress
+    # without the context the fall from 15 would look like progress: the long flat stretch at ln 10 gives
+    # the chance level away, at a lower confidence than when it is given
+    inferred = _curve(blown)
+    assert inferred.verdict == "stalled" and inferred.evidence["chance_classes"] == 10
     told = _curve(blown, chance=math.log(10))
     assert told.verdict == "stalled" and told.evidence["chance_level"] == pytest.approx(math.log(10), rel=1e-5)
     assert told.evidence["ended_at_chance"] is True
+    assert told.evidence["verdict_confidence"] > inferred.evidence["verdict_confidence"]
     healthy = 2.3 * np.exp(-steps / 40) + 0.05 + rng.normal(0, 0.02, 300)
     fine = _curve(healthy, chance=math.log(10))
     assert fine.verdict == "converging" and "ended_at_chance" not in fine.evidence

@@ -32,3 +32,15 @@ def to_curves():
 @pytest.fixture(scope="module")
 def train_digits():
     return digits_training.train
+
+
+@pytest.fixture(scope="module")
+def digits_data():
+    """digits(small=, shuffle_labels=, seed=, raw_scale=) -> Xtr, ytr, Xva, yva tensors."""
+    return digits_training.digits
+
+
+@pytest.fixture(scope="module")
+def digits_mlp():
+    """mlp(hidden=64, dropout=0.0, depth=2): the MLP the digits trainings use."""
+    return digits_training.mlp

@@ -19,13 +19,18 @@ from sklearn.preprocessing import StandardScaler
 FAULTS = ("healthy", "lr_warmup_too_high", "lr_nan", "dropout09", "shuffled")
 
 
-def digits(small: bool = False, shuffle_labels: bool = False, seed: int = 0):
+def digits(small: bool = False, shuffle_labels: bool = False, seed: int = 0, raw_scale: float | None = None):
+    """Train/validation tensors of digits, standardized; ``raw_scale`` instead multiplies the raw pixels
+    (0..16) by it, unstandardized (x16 gives inputs up to 256, a classic input-scale bug)."""
     X, y = load_digits(return_X_y=True)
     Xtr, Xva, ytr, yva = train_test_split(X, y, test_size=0.25, random_state=seed, stratify=y)
     if small:
         Xtr, ytr = Xtr[:300], ytr[:300]
-    scaler = StandardScaler().fit(Xtr)
-    Xtr, Xva = scaler.transform(Xtr), scaler.transform(Xva)
+    if raw_scale is None:
+        scaler = StandardScaler().fit(Xtr)
+        Xtr, Xva = scaler.transform(Xtr), scaler.transform(Xva)
+    else:
+        Xtr, Xva = Xtr * raw_scale, Xva * raw_scale
     if shuffle_labels:
         ytr = np.random.default_rng(seed).permutation(ytr)
     t = lambda a, dt: torch.as_tensor(a, dtype=dt)  # noqa: E731

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from lossdoctor.curves import MIN_POINTS, CurveAnalysis, analyze_curves, diagnose_curves
-from lossdoctor.curves.verdict import OVERFIT_MIN_RISE
+from lossdoctor.curves import CurveAnalysis, analyze_curves, diagnose_curves
+from lossdoctor.curves.verdict import OVERFIT_MIN_RISE, SHORT_MIN_POINTS
 from lossdoctor.evidence import Curves
 from lossdoctor.findings import Report
 
@@ -109,12 +109,12 @@ def test_shuffled_labels_overfit_with_onset_at_best_validation(trainings, to_cur
     assert any(e.kind == "overfitting_onset" for e in analysis.events)
 
 
-def test_too_few_points_is_insufficient_data_and_says_how_many(trainings, to_curves):
-    rec = {k: v[: MIN_POINTS - 1] for k, v in trainings["healthy"].items()}
+def test_two_points_are_insufficient_data_and_say_how_many_are_needed(trainings, to_curves):
+    rec = {k: v[:2] for k, v in trainings["healthy"].items()}
     analysis = analyze_curves(to_curves(rec))
     assert analysis.verdict == "insufficient_data"
-    assert analysis.evidence["min_points"] == MIN_POINTS
-    assert str(MIN_POINTS) in analysis.evidence["problem"]
+    assert analysis.evidence["min_points"] == SHORT_MIN_POINTS
+    assert str(SHORT_MIN_POINTS) in analysis.evidence["problem"]
 
 
 def test_no_loss_at_all_is_insufficient_data():

@@ -104,6 +104,31 @@ def zigzag_legs(level: np.ndarray, min_move: float) -> int:
     return legs
 
 
+# Fewest points to measure noise from second differences: three differences, so that a median
+# of them ignores one outlier.
+NOISE_MIN_POINTS = 5
+
+
+def curvature_noise_sigma(values: np.ndarray) -> float:
+    """Standard deviation of the noise of a short, curved series (evaluations), from the MAD of second
+    differences: a trend and its curvature cancel out, and a V-shaped minimum moves one term only.
+    For white noise a second difference has variance 6 sigma^2. 0.0 below NOISE_MIN_POINTS points."""
+    if values.size < NOISE_MIN_POINTS:
+        return 0.0
+    d2 = values[2:] - 2.0 * values[1:-1] + values[:-2]
+    return float(1.4826 * np.median(np.abs(d2 - np.median(d2))) / math.sqrt(6.0))
+
+
+def kendall_tau(values: np.ndarray) -> float:
+    """Kendall's rank correlation of the values with their order: -1 when every point is below all the
+    earlier ones, +1 when above. O(n^2): for short logs only."""
+    n = values.size
+    if n < 2:
+        return 0.0
+    signs = np.sign(values[None, :] - values[:, None])
+    return float(np.triu(signs, 1).sum() / (n * (n - 1) / 2))
+
+
 def end_level(values: np.ndarray, sigma: float) -> tuple[float, float]:
     """Median of the last END_FRACTION of the points, and the noise of that median."""
     k = max(1, int(math.ceil(values.size * END_FRACTION)))
