@@ -289,7 +289,8 @@ def squashing_after_conv(model: ModelFacts) -> list[Finding]:
     return [Finding(
         "model.activation_mismatch", "warning", 0.7,
         title="Conv layers followed by a squashing activation instead of a ReLU-family one",
-        evidence={"layers": {layer.name: layer.activation for layer in bad}, "expected": "ReLU family"},
+        evidence={"layers": {layer.name: layer.activation for layer in bad}, "expected": "ReLU family",
+                  "threshold": f"any of {sorted(SQUASHING)} after a hidden conv layer, gates excepted"},
         where=_where([layer.name for layer in bad]),
         remedy=f"Use ReLU (or LeakyReLU/GELU) after {_where([layer.name for layer in bad])} and re-initialize "
                "them with he_normal (lossdoctor.model.apply_init(model)); sigmoid/tanh saturate and shrink the "
@@ -308,7 +309,8 @@ def recurrent_gates_without_sigmoid(model: ModelFacts) -> list[Finding]:
             "model.activation_mismatch", "warning", 0.7,
             title=f"Recurrent cell {cell.type} gates without sigmoid",
             evidence={"gate_activations": cell.gate_activations, "activations": cell.activations,
-                      "calls_per_forward": cell.calls, "expected_gate": "sigmoid"},
+                      "calls_per_forward": cell.calls, "expected_gate": "sigmoid",
+                      "threshold": f"no {' or '.join(sorted(GATE_ACTIVATIONS))} among the gates"},
             where=cell.name,
             remedy="Gates decide how much to let through and must lie in [0, 1]: apply sigmoid to the "
                    "input/forget/output (update/reset) gates and tanh only to the candidate state, or use "
@@ -343,7 +345,8 @@ def constant_or_symmetric_weights(model: ModelFacts) -> list[Finding]:
         findings.append(Finding(
             "model.bad_init", "info", 0.4,
             title="The output layer starts with constant (e.g. zero) weights",
-            evidence={layer.name: {"all_zero": layer.all_zero, "constant": layer.constant} for layer in output},
+            evidence={layer.name: {"all_zero": layer.all_zero, "constant": layer.constant} for layer in output}
+                     | {"threshold": "every weight of the output layer equal"},
             where=_where([layer.name for layer in output]),
             remedy="A zero-initialized output layer trains (its gradient does not depend on its weights), "
                    "so this is fine if intended; otherwise use " + (_init_plan(output) or "lecun_normal") + ".",
@@ -375,7 +378,8 @@ def weight_scale_off(model: ModelFacts) -> list[Finding]:
                                               "ratio": layer.scale_ratio, "scheme": layer.scheme,
                                               "fan_in": layer.fan_in, "activation": layer.activation}
                                  for layer in off},
-                      "allowed_ratio": [1 / WEIGHT_SCALE_FACTOR, WEIGHT_SCALE_FACTOR],
+                      "ratio_limits": [1 / WEIGHT_SCALE_FACTOR, WEIGHT_SCALE_FACTOR],
+                      "severe_ratio_limit": WEIGHT_SCALE_SEVERE_FACTOR,
                       "normalization_layers": normalized},
             where=_where([layer.name for layer in off]),
             remedy=f"Re-initialize with lossdoctor.model.apply_init(model): {_init_plan(off)}. "
@@ -386,7 +390,8 @@ def weight_scale_off(model: ModelFacts) -> list[Finding]:
         findings.append(Finding(
             "model.bad_init", "info", 0.3,
             title="The output layer starts small",
-            evidence={layer.name: {"ratio": layer.scale_ratio, "scheme": layer.scheme} for layer in small_output},
+            evidence={layer.name: {"ratio": layer.scale_ratio, "scheme": layer.scheme} for layer in small_output}
+                     | {"ratio_limit": 1 / WEIGHT_SCALE_FACTOR},
             where=_where([layer.name for layer in small_output]),
             remedy="Small output weights give small logits at init, a common deliberate choice; if the loss "
                    f"starts slowly, use {_init_plan(small_output)}.",
