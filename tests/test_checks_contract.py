@@ -33,7 +33,7 @@ from torch import nn
 import lossdoctor
 from lossdoctor.codes import CODES
 from lossdoctor.data import profile_data
-from lossdoctor.evidence import GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, Curves, RunFacts
+from lossdoctor.evidence import GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, Curves
 from lossdoctor.findings import SEVERITY_RANK, Finding, is_threshold_key
 from lossdoctor.model import inspect_model
 from lossdoctor.probes.checks import ProbeEvidence
@@ -228,7 +228,7 @@ def zoo() -> dict[str, Evidence]:
     model = _mlp(64, 10)
     members["rate too low"] = _member(model, Xd, yd, ce, torch.optim.SGD(model.parameters(), lr=1e-7), 120)
     model = _mlp(64, 10, hidden=(64, 64))
-    warmup = lambda step: 1.0 * min(1.0, (step + 1) / 60)  # noqa: E731 - linear warm-up to a rate far too high
+    warmup = lambda step: 1.0 * min(1.0, (step + 1) / 60)  # linear warm-up to a rate far too high
     members["warm-up to a rate too high"] = _member(model, Xd, yd, ce, torch.optim.SGD(model.parameters(), lr=0.1,
                                                                                         momentum=0.9),
                                                     200, lr_at=warmup, batch=64)

@@ -188,6 +188,7 @@ def test_healthy_output_layers_of_every_loss_family_come_out_clean(digits, multi
         (mlp(64, 2), Xm, nn.BCEWithLogitsLoss(), ym),
         (mlp(64, 2, nn.Sigmoid()), Xm, nn.BCELoss(), ym),
         (mlp(30, 1), Xc, nn.BCEWithLogitsLoss(), yc),
+        (mlp(30, 1), Xc, nn.BCEWithLogitsLoss(), yc * 0.9 + 0.05),  # soft labels in [0, 1]
         (mlp(10, 1), Xd, nn.MSELoss(), yd),
         (mlp(10, 1), Xd, nn.L1Loss(), yd),
         (mlp(10, 1), Xd, nn.HuberLoss(), yd),

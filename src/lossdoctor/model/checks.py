@@ -58,9 +58,12 @@ def _where(names: list[str], limit: int = 6) -> str:
 
 
 # -- model.activation_mismatch: the output layer against the loss and the targets ---------------
-# Activations whose outputs are bounded on both sides: used as logits, they cannot spread the
-# scores far enough for a confident prediction.
-BOUNDED = {act for act, (low, high) in OUTPUT_RANGES.items() if math.isfinite(low) and math.isfinite(high)}
+# Activations that squeeze their outputs into a band no wider than 2 (sigmoid, softmax, tanh, ...):
+# used as logits, scores that cannot differ by more than 2 cap the top probability at
+# e^2 / (e^2 + K - 1) (0.45 for 10 classes), however long the model trains. (ReLU6's band of 6
+# leaves 0.98: unusual, not a fault.)
+SQUEEZE_WIDTH = 2.0
+BOUNDED = {act for act, (low, high) in OUTPUT_RANGES.items() if high - low <= SQUEEZE_WIDTH}
 PROBABILITY_ACTIVATIONS = {"softmax", "sigmoid", "hardsigmoid"}
 # Whole-number targets fed to a regression loss look like class ids when they are the codes 0..K-1
 # (or 1..K) of a few classes: the same rule that calls a feature column "categories stored as
@@ -162,13 +165,15 @@ def output_layer_mismatch(model: ModelFacts) -> list[Finding]:
 
     # 2. the targets say which task it is
     if targets is not None and family in ("multiclass", "binary"):
-        continuous = targets.kind == "continuous" and (family == "multiclass" or targets.columns == 1)
+        # a binary loss takes any target in [0, 1] (soft labels); a multi-class one only class ids,
+        # one-hot or probability rows
+        continuous = family == "multiclass" and targets.kind == "continuous"
         out_of_unit = family == "binary" and (targets.min < 0 or targets.max > 1)
         if continuous or out_of_unit:
             return finding(
                 "error", 0.9, f"A classification loss ({loss.name}) on a continuous target "
                 f"(values {_fmt(targets.min)}..{_fmt(targets.max)})",
-                "classification loss with targets that are not class ids or 0..1 labels",
+                "a multi-class loss on non-integer targets, or a binary one on targets outside [0, 1]",
                 f"The target is a quantity, not a class: predict it with {_say(model, 'regression')} and a "
                 "standardized target; if classes were meant, bin the target into class ids first "
                 "(e.g. np.digitize) and keep the classification loss.",

@@ -248,9 +248,7 @@ def _loss_facts(loss_fn: Any, output: torch.Tensor | None, targets: Any, evaluat
             warnings.simplefilter("ignore")  # e.g. MSELoss's broadcasting warning: the check says it better
             value = loss_fn(output.detach().clone(), targets.to(output.device) if isinstance(targets, torch.Tensor)
                             else targets)
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            facts.value = float(value)
-        elif isinstance(value, (int, float)):
+        if (isinstance(value, torch.Tensor) and value.numel() == 1) or isinstance(value, (int, float)):
             facts.value = float(value)
     except Exception as exc:  # noqa: BLE001 - the user's loss on the user's data: an observation, not our failure
         facts.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
