@@ -311,6 +311,12 @@ def _target_facts(targets: Any) -> tuple[TargetFacts | None, Any]:
     return facts, targets
 
 
+def describe_targets(targets: Any) -> TargetFacts | None:
+    """The TargetFacts of ``targets`` (tensor, array or list): shape, range, kind (class ids, one-hot or
+    multi-hot rows, continuous values, ...). For adapters that fill ModelFacts for another framework."""
+    return _target_facts(targets)[0]
+
+
 def _output_facts(output: torch.Tensor | None) -> OutputFacts:
     if not isinstance(output, torch.Tensor):
         return OutputFacts()
