@@ -129,13 +129,13 @@ def all_checks() -> tuple[Check, ...]:
         curves.divergence_after_warmup, curves.nan_loss_causes, curves.exploding_grad_norm,
         curves.blew_up_then_stuck_at_chance, curves.no_progress_causes,
         # the model, inspected before training
-        model.activation_before_loss, model.bounded_output_on_regression, model.squashing_after_conv,
+        model.output_layer_mismatch, model.squashing_after_conv,
         model.recurrent_gates_without_sigmoid, model.constant_or_symmetric_weights, model.weight_scale_off,
         model.activation_scale_drift,
         # the data
         data.non_finite_values, data.constant_columns, data.conflicting_duplicates, data.unnormalized_scales,
-        data.heavy_tails, data.categories_as_numbers, data.mixed_units, data.class_imbalance, data.no_signal,
-        data.label_noise,
+        data.target_in_raw_units, data.heavy_tails, data.categories_as_numbers, data.mixed_units,
+        data.class_imbalance, data.no_signal, data.label_noise,
         # the live monitor's read-out
         watch.non_finite_values, watch.logit_overflow, watch.dead_units, watch.vanishing_gradients,
         watch.exploding_gradients, watch.update_to_weight_ratio, watch.clipping_masks_lr,

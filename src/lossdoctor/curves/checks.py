@@ -76,7 +76,8 @@ def divergence_after_warmup(curves: Curves, analysis: CurveAnalysis) -> list[Fin
     ev = analysis.evidence
     step = float(ev["divergence_step"])
     evidence: dict[str, Any] = {"divergence_step": step, "rise_relative": ev["rise_relative"],
-                                "min_level": ev["min_level"], "end_level": ev["end_level"]}
+                                "min_level": ev["min_level"], "end_level": ev["end_level"],
+                                "verdict_thresholds": ev.get("thresholds")}
     lr_now = _lr_at(curves, step)
     if lr_now is not None:
         evidence["lr_at_divergence"] = lr_now
@@ -87,7 +88,7 @@ def divergence_after_warmup(curves: Curves, analysis: CurveAnalysis) -> list[Fin
         window = max(warm_len, AFTER_WARMUP_WINDOW * run_len)
         after = step - warm["warmup_end_step"]
         evidence.update(warmup_end_step=warm["warmup_end_step"], peak_lr=warm["peak_lr"],
-                        steps_after_warmup=after, window=window)
+                        steps_after_warmup=after, window_limit=window)
         if -0.5 * warm_len <= after <= window:
             target = warm["peak_lr"] / 10
             return [Event("warmup_end", warm["warmup_end_step"], warm["peak_lr"],
@@ -120,6 +121,7 @@ def nan_loss_causes(curves: Curves, analysis: CurveAnalysis) -> list[Finding | E
     evidence = {k: ev[k] for k in ("first_non_finite_step", "first_non_finite_value", "non_finite_in",
                                    "finite_points_before", "loss_before_non_finite", "rose_before_non_finite")
                 if k in ev}
+    evidence["threshold"] = "the first NaN/Inf loss"
     lr_now = _lr_at(curves, step)
     if lr_now is not None:
         evidence["lr_at_non_finite"] = lr_now
@@ -170,7 +172,7 @@ def exploding_grad_norm(curves: Curves, analysis: CurveAnalysis) -> list[Finding
     if not finite.all():
         i = int(np.argmin(finite))
         evidence = {"early_grad_norm": early, "first_non_finite_step": float(steps[i]),
-                    "value": float(values[i])}
+                    "value": float(values[i]), "threshold": "the first NaN/Inf gradient norm"}
         return [Finding(
             "grad.exploding", "error", 0.8, title="The gradient norm became Inf/NaN",
             evidence=evidence, where=f"step {steps[i]:g}",
@@ -252,7 +254,7 @@ def no_progress_causes(curves: Curves, analysis: CurveAnalysis, run: RunFacts | 
         return []
     ev = analysis.evidence
     evidence = {"relative_drop": ev.get("relative_drop"), "plateau_level": ev.get("plateau_level"),
-                "plateau_start_step": ev.get("plateau_start_step")}
+                "plateau_start_step": ev.get("plateau_start_step"), "verdict_thresholds": ev.get("thresholds")}
     findings = []
     lr = curves.get(LEARNING_RATE)
     max_lr = float(np.nanmax(lr.values)) if lr is not None and len(lr) and np.isfinite(lr.values).any() else None

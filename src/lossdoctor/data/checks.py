@@ -13,20 +13,31 @@ NO_SIGNAL_P_LIMIT = 0.05
 # When a borderline score made the baseline run 99 permutations, it must beat all of them (p = 0.01):
 # a score that merely beat the first 19 should not count twice as evidence.
 EXTENDED_P_LIMIT = 0.01
-# Largest / smallest feature std beyond two orders of magnitude: one learning rate cannot suit
-# both ends (the small features learn 100x slower, the large ones dominate the first layer).
+# A scale is a problem when it hurts training, not when a mean is not 0. A feature's scale is its
+# magnitude, the root mean square of its values, sqrt(mean^2 + std^2): what a first-layer weight
+# multiplies on average. It counts an offset (years ~2000 are far from unit scale whatever their
+# spread) and is 1 for any standardized column, sparse ones included (a rarely-active pixel after a
+# StandardScaler has a long tail, not a wrong scale: heavy_tails speaks of it).
+# Inputs whose values all lie in [-1, 1] (pixels / 255 or / 16, sklearn's pre-scaled diabetes) are
+# never raised (TAXONOMY): nothing in them is large, and a rarely-active pixel is sparse, not small.
+UNIT_RANGE = 1.0
+# Largest / smallest feature magnitude (RMS) beyond two orders: one learning rate cannot suit both ends
+# (the small features learn 100x slower, the large ones dominate the first layer).
 SCALE_SPREAD_LIMIT = 100.0
-# A feature std above 20 puts first-layer pre-activations 20x beyond the scale initializers assume
-# (saturated tanh/sigmoid, large initial logits); raw 0-255 pixels (std ~80) cross it, 0-16 digits do not.
-LARGE_STD_LIMIT = 20.0
-# A non-binary feature varying by less than 0.01 barely moves the first layer: its weights get tiny gradients.
-SMALL_STD_LIMIT = 0.01
-# |mean| beyond 3x max(std, 1): the feature is mostly offset, and every unit starts far from its
-# useful range (e.g. ages ~50 +- 15, years ~2000).
-MEAN_OFFSET_LIMIT = 3.0
+# A magnitude (RMS) above 10 (|x| in the tens and up) puts first-layer pre-activations an order of
+# magnitude beyond the unit scale He/LeCun/Glorot initializers assume: large initial logits,
+# saturated tanh/sigmoid, gradients that scale with the inputs. Standardized features sit at 1; raw
+# pixels (0-255), wine's proline (RMS ~850) and breast cancer's worst area (~1,100) are far above.
+LARGE_MAGNITUDE_LIMIT = 10.0
+# A regression target whose root mean square exceeds 10 starts an untrained model (output ~0) at
+# an MSE above 100, and its gradient, and the output bias needs thousands of steps at usual rates
+# to travel to the target's mean (the diabetes progression score: mean 152, std 77, MSE ~3e4).
+TARGET_SCALE_LIMIT = 10.0
 # |skewness| above 2: a long tail (exponential data has skew 2); a few extreme values dominate the
 # scale that standardization picks.
 SKEW_LIMIT = 2.0
+# A tail needs values to be long: with 10 distinct values or fewer a column is levels or counts.
+HEAVY_TAIL_MIN_DISTINCT = 10
 # Integer codes 0..K-1 / 1..K with 3..30 levels look like categories stored as numbers.
 CATEGORY_CODE_LEVELS = (3, 30)
 # More than 1% of rows being identical inputs with different labels: the labels contradict each other.
@@ -39,6 +50,13 @@ IMBALANCE_RATIO_LIMIT = 10.0
 # beyond 10% the labels (or the features) deserve a look, beyond 25% they limit any model.
 LABEL_NOISE_SHARE_LIMIT = 0.10
 LABEL_NOISE_SEVERE_SHARE = 0.25
+# The judge must have learned the classes to call a label wrong. Its skill is its out-of-fold
+# balanced accuracy rescaled from chance (0) to perfect (1). A perfect judge of labels of which a
+# share r is random scores 1 - r*K/(K-1): below 0.2 only when 40% (2 classes) to 72% (10 classes)
+# of the labels are random, which is no signal rather than noise. Far more often a skill that low
+# means the judge has not learned the classes (e.g. an XOR of two features, which greedy and random
+# trees both miss): then the disagreement is reported as info, with the experiment that settles it.
+LABEL_NOISE_MIN_JUDGE_SKILL = 0.2
 # Columns listed by name in evidence and remedies.
 MAX_LISTED = 8
 
@@ -56,6 +74,7 @@ def _judged(facts: DataFacts) -> list[ColumnFacts]:
 # -- data.non_finite ---------------------------------------------------------------------------
 @check
 def non_finite_values(data: DataFacts) -> list[Finding]:
+    """NaN/Inf in the features or the targets: one of them makes every loss after it NaN."""
     findings = []
     y_bad = data.target.n_nonfinite if data.target else 0
     if data.non_finite or y_bad:
@@ -101,6 +120,7 @@ def constant_columns(data: DataFacts) -> list[Finding]:
 
 @check
 def conflicting_duplicates(data: DataFacts) -> list[Finding]:
+    """Identical feature rows with different labels: labels that contradict each other."""
     dup = data.duplicates
     if dup is None or dup.n_conflicting_groups == 0:
         return []
@@ -118,43 +138,85 @@ def conflicting_duplicates(data: DataFacts) -> list[Finding]:
 
 
 # -- data.unnormalized -------------------------------------------------------------------------
+def magnitude(c: ColumnFacts) -> float:
+    """The scale of a feature's values: their root mean square."""
+    return math.hypot(c.mean, c.std)
+
+
+def _in_unit_range(c: ColumnFacts) -> bool:
+    return -UNIT_RANGE <= c.min and c.max <= UNIT_RANGE
+
+
+def _scaled_inputs(data: DataFacts) -> list[ColumnFacts]:
+    """The columns whose scale is judged: none for token ids (they index an embedding)."""
+    return [] if data.inputs == "token_ids" else _judged(data)
+
+
 @check
 def unnormalized_scales(data: DataFacts) -> list[Finding]:
-    cols = _judged(data)
-    if not cols:
+    """Input features far from unit scale (|x| in the tens and up) or whose scales differ by orders
+    of magnitude; never inputs already in [-1, 1], never a mean alone."""
+    cols = [c for c in _scaled_inputs(data) if magnitude(c) > 0]
+    if not cols or all(_in_unit_range(c) for c in cols):
         return []
-    largest = max(cols, key=lambda c: c.std)
-    smallest = min(cols, key=lambda c: c.std)
-    spread = largest.std / smallest.std
-    large = [c for c in cols if c.std > LARGE_STD_LIMIT]
-    small = [c for c in cols if c.std < SMALL_STD_LIMIT]
-    offset = [c for c in cols if abs(c.mean) > MEAN_OFFSET_LIMIT * max(c.std, 1.0)]
-    if spread <= SCALE_SPREAD_LIMIT and not (large or small or offset):
+    largest = max(cols, key=magnitude)
+    smallest = min(cols, key=magnitude)
+    spread = magnitude(largest) / magnitude(smallest)
+    large = [c for c in cols if magnitude(c) > LARGE_MAGNITUDE_LIMIT]
+    if spread <= SCALE_SPREAD_LIMIT and not large:
         return []
-    flagged = list(dict.fromkeys(c.name for c in [*large, *small, *offset]))
+    flagged = [c.name for c in large]
     if spread > SCALE_SPREAD_LIMIT:
         flagged = list(dict.fromkeys([largest.name, smallest.name, *flagged]))
-    worst = sorted(cols, key=lambda c: -abs(math.log10(c.std)) - abs(c.mean) / max(c.std, 1.0))[:MAX_LISTED]
+    worst = sorted(cols, key=lambda c: -abs(math.log10(magnitude(c))))[:MAX_LISTED]
+    pixels = all(c.integer_valued and c.min >= 0 and c.max <= 255 for c in cols) and len(cols) > MAX_LISTED
+    how = (f"divide by {largest.max:.0f} (pixel intensities: the inputs then lie in [0, 1])" if pixels else
+           "standardize the features (sklearn.preprocessing.StandardScaler fitted on the training split, the same "
+           "transform applied to validation and test)")
+    over = max(spread / SCALE_SPREAD_LIMIT, magnitude(largest) / LARGE_MAGNITUDE_LIMIT)
     return [Finding(
-        "data.unnormalized", "warning", min(0.95, 0.6 + 0.1 * math.log10(max(spread, 1.0))),
-        title=f"Feature scales span {spread:.3g}x" if spread > SCALE_SPREAD_LIMIT
-        else "Features are far from zero mean / unit scale",
-        evidence={"std_spread": spread, "spread_limit": SCALE_SPREAD_LIMIT,
-                  "largest_std": {largest.name: largest.std}, "smallest_std": {smallest.name: smallest.std},
-                  "large_std_columns": len(large), "large_std_limit": LARGE_STD_LIMIT,
-                  "small_std_columns": len(small), "small_std_limit": SMALL_STD_LIMIT,
-                  "offset_columns": len(offset), "mean_offset_limit": f"|mean| > {MEAN_OFFSET_LIMIT} x max(std, 1)",
-                  "worst": {c.name: {"mean": c.mean, "std": c.std} for c in worst}},
+        "data.unnormalized", "warning", min(0.95, 0.6 + 0.1 * math.log10(max(over, 1.0))),
+        title=(f"Feature scales span {spread:.3g}x" if spread > SCALE_SPREAD_LIMIT else
+               f"{len(large)} feature(s) far from unit scale (RMS up to {magnitude(largest):.3g})"),
+        evidence={"scale_spread": spread, "spread_limit": SCALE_SPREAD_LIMIT,
+                  "largest_magnitude": {largest.name: magnitude(largest)},
+                  "smallest_magnitude": {smallest.name: magnitude(smallest)},
+                  "large_columns": len(large), "magnitude_limit": LARGE_MAGNITUDE_LIMIT,
+                  "magnitude": "root mean square of the values",
+                  "worst": {c.name: {"magnitude": magnitude(c), "mean": c.mean, "std": c.std} for c in worst}},
         where=_names(flagged),
-        remedy=f"Standardize the features (sklearn.preprocessing.StandardScaler fitted on the training split): "
-               f"{largest.name} has std {largest.std:.3g}, {smallest.name} {smallest.std:.3g}. "
-               "Fit the scaler on the training data only and apply the same transform to validation and test.",
+        remedy=f"Scale the inputs before training: {how}. {largest.name} has RMS {magnitude(largest):.3g}, "
+               f"{smallest.name} {magnitude(smallest):.3g}; with inputs near unit scale the usual initializations "
+               "and learning rates apply.",
+    )]
+
+
+@check
+def target_in_raw_units(data: DataFacts) -> list[Finding]:
+    """A regression target far from unit scale: a large initial MSE and gradient, a slow output bias."""
+    t = data.target
+    if t is None or t.task != "regression" or t.mean is None or t.std is None:
+        return []
+    rms = math.hypot(t.mean, t.std)
+    if rms <= TARGET_SCALE_LIMIT:
+        return []
+    return [Finding(
+        "data.unnormalized", "warning", min(0.9, 0.6 + 0.1 * math.log10(rms / TARGET_SCALE_LIMIT)),
+        title=f"The regression target is in raw units (mean {t.mean:.3g}, std {t.std:.3g})",
+        evidence={"target_mean": t.mean, "target_std": t.std, "target_rms": rms,
+                  "mse_of_a_zero_prediction": rms ** 2, "threshold": TARGET_SCALE_LIMIT},
+        where="target",
+        remedy=f"Standardize the target: train on (y - {t.mean:.4g}) / {t.std:.4g} (statistics of the training split) "
+               f"and invert it at prediction, prediction * {t.std:.4g} + {t.mean:.4g} "
+               "(sklearn.compose.TransformedTargetRegressor does both); the loss then starts near 1 and a usual "
+               "learning rate fits it.",
     )]
 
 
 @check
 def heavy_tails(data: DataFacts) -> list[Finding]:
-    tailed = [c for c in _judged(data) if abs(c.skew) > SKEW_LIMIT and c.n_unique > 10]
+    """Long-tailed features (bounded ones in [-1, 1] have no extreme values to tame)."""
+    tailed = [c for c in _scaled_inputs(data) if abs(c.skew) > SKEW_LIMIT and c.n_unique > HEAVY_TAIL_MIN_DISTINCT and not _in_unit_range(c)]
     if not tailed:
         return []
     positive = [c.name for c in tailed if c.min >= 0]
@@ -167,7 +229,8 @@ def heavy_tails(data: DataFacts) -> list[Finding]:
     return [Finding(
         "data.unnormalized", "info", 0.5,
         title=f"{len(tailed)} feature(s) with heavy tails",
-        evidence={"skew": {c.name: c.skew for c in tailed[:MAX_LISTED]}, "skew_limit": SKEW_LIMIT},
+        evidence={"skew": {c.name: c.skew for c in tailed[:MAX_LISTED]}, "skew_limit": SKEW_LIMIT,
+                  "distinct_values_limit": HEAVY_TAIL_MIN_DISTINCT},
         where="heavy tails",
         remedy="A few extreme values set the scale that standardization picks; transform before scaling: "
                + "; ".join(advice) + ".",
@@ -176,8 +239,9 @@ def heavy_tails(data: DataFacts) -> list[Finding]:
 
 @check
 def categories_as_numbers(data: DataFacts) -> list[Finding]:
+    """Integer codes 0..K-1 that look like categories, and non-numeric columns left unencoded."""
     low, high = CATEGORY_CODE_LEVELS
-    coded = [c for c in _judged(data) if c.integer_valued and low <= c.n_unique <= high
+    coded = [c for c in _scaled_inputs(data) if c.integer_valued and low <= c.n_unique <= high
              and c.min in (0.0, 1.0) and c.max - c.min + 1 == c.n_unique]
     # when most columns look like this the data is counts or pixels, not categories
     if len(coded) * 2 > len(data.columns):
@@ -197,7 +261,7 @@ def categories_as_numbers(data: DataFacts) -> list[Finding]:
         "data.unnormalized", "info", 0.4,
         title="Categorical values fed as numbers" if coded else "Non-numeric columns need an encoding",
         evidence={"integer_codes": {c.name: c.n_unique for c in coded[:MAX_LISTED]},
-                  "levels_range": list(CATEGORY_CODE_LEVELS),
+                  "levels_limits": list(CATEGORY_CODE_LEVELS),
                   "non_numeric": {c: data.categorical_columns[c] for c in text_cols[:MAX_LISTED]}},
         where="categorical columns",
         remedy="; ".join(parts) + ".",
@@ -207,6 +271,7 @@ def categories_as_numbers(data: DataFacts) -> list[Finding]:
 # -- data.mixed_units --------------------------------------------------------------------------
 @check
 def mixed_units(data: DataFacts) -> list[Finding]:
+    """A value column whose scale depends on a key column (the seed's lab results): one normalizer per group."""
     findings = []
     for g in data.group_scales:
         if g.scale_spread < GROUP_SCALE_SPREAD_LIMIT or len(findings) >= 3:
@@ -233,6 +298,7 @@ def mixed_units(data: DataFacts) -> list[Finding]:
 # -- data.class_imbalance ----------------------------------------------------------------------
 @check
 def class_imbalance(data: DataFacts) -> list[Finding]:
+    """A majority class that outnumbers the smallest one by an order of magnitude."""
     t = data.target
     if t is None or t.task != "classification" or len(t.counts) < 2:
         return []
@@ -264,6 +330,7 @@ def significant(baseline: BaselineFacts) -> bool:
 
 @check
 def no_signal(data: DataFacts) -> list[Finding]:
+    """A quick cross-validated baseline (linear, then a tree model) that cannot beat shuffled labels."""
     b = data.baseline
     if b is None or significant(b):
         return []
@@ -289,20 +356,36 @@ def no_signal(data: DataFacts) -> list[Finding]:
 # -- data.label_noise --------------------------------------------------------------------------
 @check
 def label_noise(data: DataFacts) -> list[Finding]:
+    """A large share of labels that out-of-fold predictions of a model that fits the data disagree with."""
     ln = data.label_noise
     if ln is None or ln.share < LABEL_NOISE_SHARE_LIMIT:
         return []
+    judge = ln.model or "the baseline model"
+    evidence = {"share_flagged": ln.share, "flagged": ln.n_flagged, "examined": ln.n_examined,
+                "threshold": LABEL_NOISE_SHARE_LIMIT, "severe_threshold": LABEL_NOISE_SEVERE_SHARE,
+                "oof_accuracy": ln.oof_accuracy, "judge_skill": ln.skill,
+                "judge_skill_limit": LABEL_NOISE_MIN_JUDGE_SKILL, "judged_by": judge,
+                "models_tried": ln.models_tried, "example_indices": ln.indices[:20], "method": ln.method}
+    if ln.skill is not None and ln.skill < LABEL_NOISE_MIN_JUDGE_SKILL:
+        return [Finding(
+            "data.label_noise", "info", 0.3,
+            title=f"{ln.share:.0%} of the labels disagree with models that barely learned the classes",
+            evidence=evidence, where="labels",
+            remedy=f"Not settled: the best model tried ({judge}) is only {ln.skill:.0%} of the way from chance to "
+                   "perfect out of fold, so its disagreement says as much about the model as about the labels. "
+                   "Experiment that settles it: relabel a random sample of 50 of the flagged rows "
+                   f"(most suspicious: {ln.indices[:10]}) by hand; if most labels were right, the features need a "
+                   "model (or features) that captures the pattern, not new labels.",
+        )]
     severe = ln.share >= LABEL_NOISE_SEVERE_SHARE
     return [Finding(
         "data.label_noise", "error" if severe else "warning", min(0.9, 0.5 + ln.share),
         title=f"About {ln.share:.0%} of the labels look wrong",
-        evidence={"share_flagged": ln.share, "flagged": ln.n_flagged, "examined": ln.n_examined,
-                  "threshold": LABEL_NOISE_SHARE_LIMIT, "oof_accuracy": ln.oof_accuracy,
-                  "example_indices": ln.indices[:20], "method": ln.method},
+        evidence=evidence,
         where="labels",
         remedy=f"Review the flagged rows first (most suspicious: {ln.indices[:10]}); relabel or drop them, or train "
                "with a noise-robust loss (e.g. CrossEntropyLoss(label_smoothing=0.1)). "
-               "cleanlab.filter.find_label_issues gives the full ranked list. Confident learning trusts the "
-               "baseline model: where the features cannot separate the classes, some flagged rows are hard "
-               "rather than mislabelled.",
+               f"cleanlab.filter.find_label_issues gives the full ranked list. The labels were judged by {judge}'s "
+               f"out-of-fold predictions ({ln.oof_accuracy:.0%} agree with the labels): where no model separates the "
+               "classes, some flagged rows are hard rather than mislabelled.",
     )]

@@ -85,6 +85,12 @@ class LabelNoiseFacts:
     indices: list[int]  # row indices in the caller's data, most likely wrong first
     method: str
     oof_accuracy: float  # accuracy of the out-of-fold predictions the flags come from
+    # the judge's out-of-fold balanced accuracy on a scale where chance (1/K) is 0 and perfect is 1
+    skill: float | None = None
+    model: str = ""  # the model whose out-of-fold predictions judged the labels
+    # every model tried: {name: {"share": flagged share, "oof_accuracy": ...}}; a misfit of the linear
+    # model is not noise when a nonlinear one fits the labels better
+    models_tried: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -105,6 +111,8 @@ class DataFacts:
     label_noise: LabelNoiseFacts | None
     rows_profiled: int
     rows_baseline: int | None = None
+    inputs: str = "features"  # features | token_ids (ids for an embedding: no scale to judge)
+    vocabulary: int | None = None  # token ids: the largest id + 1
     notes: list[str] = field(default_factory=list)  # what was sampled or skipped, and why
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 

@@ -18,6 +18,15 @@ from ..errors import InputError
 MAX_DATASET_ITEMS = 10_000
 X_KEYS = ("x", "input", "inputs", "features", "image", "images", "pixel_values", "input_ids", "data")
 Y_KEYS = ("y", "label", "labels", "target", "targets")
+INPUT_KINDS = ("features", "token_ids")
+# An integer matrix reads as token ids (positions x vocabulary ids, for an embedding layer) when it
+# uses more distinct values than a byte holds (pixels in 0..255 stay pixels, and so do counts and
+# category codes) ...
+MIN_TOKEN_VOCABULARY = 256
+# ... and its columns share one id space: the median column reaches at least a tenth of the largest
+# id (a sequence's positions draw from the same vocabulary; a table's integer columns such as age
+# and income have ranges orders of magnitude apart).
+SHARED_ID_SPACE = 0.1
 
 
 @dataclass
@@ -33,6 +42,8 @@ class Table:
     row_index: np.ndarray | None  # table row -> the caller's row index, when rows were sampled
     n_total: int  # rows in the caller's data
     notes: list[str] = field(default_factory=list)
+    inputs: str = "features"  # features | token_ids (integer ids for an embedding, not quantities)
+    vocabulary: int | None = None  # for token ids: the largest id + 1
 
     @property
     def n_rows(self) -> int:
@@ -101,12 +112,30 @@ def _from_dataset(dataset: Any, rng: np.random.Generator) -> tuple[np.ndarray, n
     return X, y, idx if n > MAX_DATASET_ITEMS else None, n, notes
 
 
-def to_table(X: Any, y: Any = None, groups: Any = None, random_state: int = 0) -> Table:
+def token_vocabulary(arr: np.ndarray, inputs: str | None = None) -> int | None:
+    """The vocabulary size (largest id + 1) when ``arr`` is a matrix of token ids, else None.
+    ``inputs="token_ids"`` says so for any integer matrix; ``"features"`` rules it out."""
+    if inputs == "features" or arr.ndim != 2 or arr.dtype.kind not in "iu" or arr.size == 0:
+        return None
+    column_max = arr.max(axis=0)
+    largest = int(column_max.max())
+    if inputs == "token_ids":
+        return largest + 1
+    if arr.shape[1] < 2 or int(arr.min()) < 0 or float(np.median(column_max)) < SHARED_ID_SPACE * largest:
+        return None
+    rows = arr[: MAX_DATASET_ITEMS]  # the distinct ids of the first rows suffice to pass a byte's 256
+    return largest + 1 if np.unique(rows).size > MIN_TOKEN_VOCABULARY else None
+
+
+def to_table(X: Any, y: Any = None, groups: Any = None, random_state: int = 0, inputs: str | None = None) -> Table:
+    if inputs not in (None, *INPUT_KINDS):
+        raise InputError(f"check_data: inputs must be one of {INPUT_KINDS} or None (inferred), got {inputs!r}")
     notes: list[str] = []
     frame = None
     categorical: dict[str, int] = {}
     row_index = None
     group_name = None
+    vocabulary = None
     rng = np.random.default_rng(random_state)
 
     if hasattr(X, "dataset") and hasattr(X, "batch_size"):  # a DataLoader: read its dataset
@@ -146,6 +175,7 @@ def to_table(X: Any, y: Any = None, groups: Any = None, random_state: int = 0) -
             raise InputError("check_data: a torch Dataset carries its labels; pass y=None")
         numeric, y, row_index, n_total, ds_notes = _from_dataset(X, rng)
         notes += ds_notes
+        vocabulary = token_vocabulary(numeric, inputs)
         names = [f"x{j}" for j in range(numeric.shape[1])]
     else:
         source = "torch" if hasattr(X, "detach") else "numpy"
@@ -165,6 +195,7 @@ def to_table(X: Any, y: Any = None, groups: Any = None, random_state: int = 0) -
             except (TypeError, ValueError) as exc:
                 raise InputError("check_data: X holds non-numeric values; pass a DataFrame so that categorical "
                                  "columns are told apart, or encode them") from exc
+        vocabulary = token_vocabulary(arr, inputs)
         if arr.dtype.kind == "b" or arr.dtype.kind in "iu" or arr.dtype == np.float16:
             arr = arr.astype(np.float32 if arr.dtype.itemsize <= 2 else np.float64)
         elif arr.dtype.kind == "c":
@@ -201,5 +232,10 @@ def to_table(X: Any, y: Any = None, groups: Any = None, random_state: int = 0) -
         if g_arr.shape[0] != n:
             raise InputError(f"check_data: X has {n} rows but groups has {g_arr.shape[0]}; they must match row for row")
         group_name = group_name or (groups.name if isinstance(groups, pd.Series) and groups.name is not None else "group")
+    if vocabulary is not None:
+        notes.append(f"X holds token ids (integers up to {vocabulary - 1}): they index an embedding, they are not "
+                     "quantities, so the input-scale checks (scales, tails, category codes) do not apply to them "
+                     "and the no-signal baseline and label-noise estimate, which read features as numbers, are skipped")
     return Table(source=source, numeric=numeric, names=names, y=y_arr, groups=g_arr, group_name=str(group_name) if group_name else None,
-                 frame=frame, categorical=categorical, row_index=row_index, n_total=n_total, notes=notes)
+                 frame=frame, categorical=categorical, row_index=row_index, n_total=n_total, notes=notes,
+                 inputs="token_ids" if vocabulary is not None else "features", vocabulary=vocabulary)

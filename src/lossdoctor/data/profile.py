@@ -235,19 +235,21 @@ def _design_matrix(table: Table, rows: np.ndarray) -> np.ndarray:
 
 
 def profile_data(X: Any, y: Any = None, groups: Any = None, task: str | None = None, *, baseline: bool = True,
-                 random_state: int = 0) -> DataFacts:
+                 random_state: int = 0, inputs: str | None = None) -> DataFacts:
     """Measure ``X`` (and ``y``, ``groups``) once: the evidence every data check reads.
 
     ``X``: numpy array, torch tensor, pandas DataFrame or torch Dataset (items ``(x, y)`` or dicts).
     ``y``: labels/targets, or the name of a column of ``X``. ``groups``: a key per row, or the name
     of a column of ``X`` (e.g. the lab type of a long-format lab table). ``task``: "classification",
     "regression" or None (inferred from ``y``). ``baseline=False`` skips the model-based evidence
-    (no-signal baseline, label noise). The caller's data and the global RNGs are not touched.
+    (no-signal baseline, label noise). ``inputs``: "features", "token_ids" (integer ids for an
+    embedding layer) or None (inferred: a non-negative integer matrix with a vocabulary larger than
+    a byte's, its columns sharing one id space). The caller's data and the global RNGs are not touched.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     rng = np.random.default_rng(random_state)
-    table = to_table(X, y, groups, random_state)
+    table = to_table(X, y, groups, random_state, inputs)
     notes = list(table.notes)
     n, d = table.numeric.shape
 
@@ -278,8 +280,9 @@ def profile_data(X: Any, y: Any = None, groups: Any = None, task: str | None = N
 
     baseline_facts = label_noise = None
     rows_baseline = None
-    if baseline and target is not None:
-        from .checks import significant
+    # token ids read as numbers would prove nothing to a baseline (the table's notes say so)
+    if baseline and target is not None and table.inputs != "token_ids":
+        from .checks import LABEL_NOISE_SHARE_LIMIT, significant
 
         rows = _baseline_rows(table.y, target.task, rng, notes)
         classes = np.unique(pd.Series(table.y[rows]).astype(str).to_numpy(), return_inverse=True)[1] \
@@ -300,7 +303,7 @@ def profile_data(X: Any, y: Any = None, groups: Any = None, task: str | None = N
             if target.task == "classification" and signal:
                 t = time.perf_counter()
                 original = table.row_index[rows] if table.row_index is not None else rows
-                label_noise = find_label_noise(Xb, yb, original, random_state)
+                label_noise = find_label_noise(Xb, yb, original, random_state, LABEL_NOISE_SHARE_LIMIT)
                 timings["label_noise_s"] = time.perf_counter() - t
             elif target.task == "classification":
                 notes.append("label noise not estimated: the baseline finds no signal to judge labels against")
@@ -312,6 +315,7 @@ def profile_data(X: Any, y: Any = None, groups: Any = None, task: str | None = N
         constant_columns=constant, categorical_columns=dict(table.categorical), target=target,
         duplicates=duplicates, group_scales=group_scales, baseline=baseline_facts, label_noise=label_noise,
         rows_profiled=int(sample_rows.size), rows_baseline=rows_baseline, notes=notes, timings=timings,
+        inputs=table.inputs, vocabulary=table.vocabulary,
     )
 
 
@@ -329,20 +333,23 @@ def data_plots(facts: DataFacts) -> dict[str, Any]:
 
 
 def check_data(X: Any, y: Any = None, groups: Any = None, task: str | None = None, *, baseline: bool = True,
-               random_state: int = 0) -> Report:
+               random_state: int = 0, inputs: str | None = None) -> Report:
     """Check a dataset before training; returns a Report (verdict None) with data.* findings."""
-    facts = profile_data(X, y, groups, task, baseline=baseline, random_state=random_state)
+    facts = profile_data(X, y, groups, task, baseline=baseline, random_state=random_state, inputs=inputs)
     findings = diagnose_evidence(Evidence(data=facts)).findings
     plots = data_plots(facts)
     b = facts.baseline
     return Report(
         verdict=None, findings=findings, source="check_data", plots=plots,
         metadata={
-            "source": facts.source, "rows": facts.n_rows, "features": facts.n_features,
+            "source": facts.source, "rows": facts.n_rows, "features": facts.n_features, "inputs": facts.inputs,
             "rows_profiled": facts.rows_profiled, "rows_baseline": facts.rows_baseline,
             "sampled": facts.rows_profiled < facts.n_rows or bool(facts.rows_baseline and facts.rows_baseline < facts.n_rows),
             "task": facts.target.task if facts.target else None, "notes": facts.notes, "timings": facts.timings,
             "baseline": None if b is None else {"model": b.model, "scoring": b.scoring, "score": b.score,
                                                 "chance_level": b.chance_level, "p_value": b.p_value},
+            "label_noise": None if facts.label_noise is None else {
+                "judged_by": facts.label_noise.model, "share_flagged": facts.label_noise.share,
+                "models_tried": facts.label_noise.models_tried},
         },
     )

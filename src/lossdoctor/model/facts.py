@@ -2,6 +2,14 @@
 
 The model checks read only this; ``checkup`` reads ``regularization`` to decide
 ``model.regularization_too_strong`` and ``grad.masked_by_batchnorm``.
+
+The facts are framework-neutral: a PyTorch model is observed by ``inspect_model``, and an adapter
+for another framework (Keras) fills the same fields. What the output-layer check reads:
+``output.activation`` and ``output.width`` (and the observed ``min``/``max``/``probabilities`` when a
+sample ran), ``loss.family`` and ``loss.expects`` (set from ``loss.kind`` for the PyTorch losses,
+or directly by an adapter: Keras' ``CategoricalCrossentropy(from_logits=False)`` is family
+``multiclass`` expecting ``probabilities``), ``targets`` (``kind``, range, values) and ``framework``
+(so that the remedies name that framework's layers and losses).
 """
 from __future__ import annotations
 
@@ -52,6 +60,7 @@ class ActivationFacts:
 @dataclass
 class OutputFacts:
     shape: list[int] | None = None
+    width: int | None = None  # output units per row (the class dimension); None when it is not evident
     activation: str | None = None  # the activation that produced the output (None: raw / linear)
     activation_name: str | None = None  # where it was applied
     min: float | None = None
@@ -62,12 +71,34 @@ class OutputFacts:
     layers: list[str] = field(default_factory=list)  # the output layer(s)
 
 
+# What each known loss is for (its family) and what it expects the model's output to be:
+# multiclass (one class per row, softmax over the units), binary (an independent yes/no per unit:
+# binary or multi-label), regression (values), distribution (KL divergence to target distributions);
+# logits (raw scores: the loss applies its own softmax/sigmoid), probabilities, log_probabilities,
+# values.
+LOSS_KINDS: dict[str, tuple[str, str]] = {
+    "cross_entropy": ("multiclass", "logits"), "nll": ("multiclass", "log_probabilities"),
+    "bce_with_logits": ("binary", "logits"), "bce": ("binary", "probabilities"),
+    "mse": ("regression", "values"), "l1": ("regression", "values"), "huber": ("regression", "values"),
+    "smooth_l1": ("regression", "values"), "kl_div": ("distribution", "log_probabilities"),
+}
+
+
 @dataclass
 class LossFacts:
-    kind: str | None = None  # cross_entropy, nll, bce_with_logits, bce, mse, l1, huber, smooth_l1, other
+    kind: str | None = None  # cross_entropy, nll, bce_with_logits, bce, mse, l1, huber, smooth_l1, kl_div, other
     name: str | None = None
-    identified_by: str | None = None  # type | function | traced
+    identified_by: str | None = None  # type | function | traced | adapter
     label_smoothing: float = 0.0
+    family: str | None = None  # multiclass | binary | regression | distribution (from kind when not given)
+    expects: str | None = None  # logits | probabilities | log_probabilities | values (from kind when not given)
+    value: float | None = None  # the loss of the untrained model on the sample and targets
+    error: str | None = None  # what the loss raised on the sample's output and the targets
+
+    def __post_init__(self) -> None:
+        family, expects = LOSS_KINDS.get(self.kind or "", (None, None))
+        self.family = self.family or family
+        self.expects = self.expects or expects
 
 
 @dataclass
@@ -79,6 +110,15 @@ class TargetFacts:
     integer_valued: bool
     n_unique: int
     values: list[float] = field(default_factory=list)  # up to MAX_TARGET_VALUES of them, for range checks
+    # What the targets are, as observed: class_ids (an integer dtype, one id per row), binary (0/1, one
+    # column), integer_values (whole numbers in a float dtype: counts, or class ids cast to float),
+    # one_hot / multi_hot (0/1 rows with exactly one / sometimes several 1s), soft_labels (rows of
+    # probabilities), continuous (anything else).
+    kind: str | None = None
+    columns: int = 1  # target values per row
+    multi_hot_share: float = 0.0  # share of rows with more than one positive label
+    mean: float | None = None
+    std: float | None = None
 
 
 @dataclass
@@ -133,6 +173,7 @@ class ModelFacts:
     sample_rows: int | None = None
     trace_error: str | None = None
     notes: list[str] = field(default_factory=list)
+    framework: str = "pytorch"  # pytorch | keras: the vocabulary the remedies use
 
     def layer(self, name: str) -> LayerFacts | None:
         return next((layer for layer in self.layers if layer.name == name), None)

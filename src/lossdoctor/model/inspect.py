@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import re
+import warnings
 from collections import Counter
 from typing import Any
 
@@ -31,6 +32,8 @@ MAX_ROWS_FOR_DUPLICATES = 4096
 MAX_TARGET_VALUES = 4096
 # A probability vector sums to 1 up to float32 rounding over a few thousand classes.
 PROBABILITY_SUM_TOLERANCE = 1e-3
+# CrossEntropyLoss/NLLLoss's default ignore_index: rows labelled -100 are padding, not a class.
+IGNORE_INDEX = -100
 # Recurrent-looking custom modules, by class name.
 RECURRENT_NAME = re.compile(r"lstm|gru|rnn|recurr|cell", re.IGNORECASE)
 
@@ -196,7 +199,7 @@ def _output_activation(trace: Trace) -> tuple[Op | None, frozenset[int]]:
     return None, frozenset()
 
 
-def _loss_facts(loss_fn: Any, output: torch.Tensor | None, targets: Any) -> LossFacts:
+def _loss_kind(loss_fn: Any, output: torch.Tensor | None, targets: Any) -> LossFacts:
     if loss_fn is None:
         return LossFacts()
     smoothing = float(getattr(loss_fn, "label_smoothing", 0.0) or 0.0)
@@ -229,6 +232,54 @@ def _loss_facts(loss_fn: Any, output: torch.Tensor | None, targets: Any) -> Loss
     return LossFacts("other", name, None, smoothing)
 
 
+def _loss_facts(loss_fn: Any, output: torch.Tensor | None, targets: Any, evaluate: bool) -> LossFacts:
+    """The loss's kind, and (``evaluate``: on the user's sample) what it gives or raises on the
+    untrained model's output and the targets."""
+    facts = _loss_kind(loss_fn, output, targets)
+    if not evaluate or loss_fn is None or not callable(loss_fn) or not isinstance(output, torch.Tensor) or targets is None:
+        return facts
+    if output.dim() > 0 and isinstance(targets, torch.Tensor) and targets.dim() > 0 \
+            and targets.shape[0] != output.shape[0]:
+        facts.error = (f"the sample gives {output.shape[0]} rows of output and the targets {targets.shape[0]} rows: "
+                       "pass targets for the same rows as sample_input")
+        return facts
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. MSELoss's broadcasting warning: the check says it better
+            value = loss_fn(output.detach().clone(), targets.to(output.device) if isinstance(targets, torch.Tensor)
+                            else targets)
+        if (isinstance(value, torch.Tensor) and value.numel() == 1) or isinstance(value, (int, float)):
+            facts.value = float(value)
+    except Exception as exc:  # noqa: BLE001 - the user's loss on the user's data: an observation, not our failure
+        facts.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+    return facts
+
+
+def _target_kind(t: torch.Tensor, finite: torch.Tensor) -> tuple[str, int, float]:
+    """(kind, columns, multi_hot_share) of a target tensor; see TargetFacts.kind."""
+    columns = int(t.shape[1]) if t.dim() == 2 else 1
+    if t.dtype == torch.bool:
+        return ("binary" if columns == 1 else "multi_hot"), columns, 0.0
+    binary_values = bool(finite.numel()) and bool(((finite == 0) | (finite == 1)).all())
+    if columns > 1:
+        rows = t.double()
+        sums = rows.sum(dim=1)
+        if binary_values:
+            several = float((sums > 1).double().mean())
+            return ("one_hot" if bool((sums == 1).all()) else "multi_hot"), columns, several
+        if bool((rows >= 0).all()) and bool(((sums - 1).abs() < PROBABILITY_SUM_TOLERANCE).all()):
+            return "soft_labels", columns, 0.0
+        integer = bool(finite.numel()) and bool((finite == finite.round()).all())
+        return ("integer_values" if integer else "continuous"), columns, 0.0
+    if not t.is_floating_point():
+        ids = finite[finite != IGNORE_INDEX]
+        return ("class_ids" if not ids.numel() or float(ids.min()) >= 0 else "integer_values"), columns, 0.0
+    if binary_values:
+        return "binary", columns, 0.0
+    integer = bool(finite.numel()) and bool((finite == finite.round()).all())
+    return ("integer_values" if integer else "continuous"), columns, 0.0
+
+
 def _target_facts(targets: Any) -> tuple[TargetFacts | None, Any]:
     if targets is None:
         return None, None
@@ -247,23 +298,38 @@ def _target_facts(targets: Any) -> tuple[TargetFacts | None, Any]:
     values = t.double()
     finite = values[torch.isfinite(values)]
     integer_valued = bool(not t.is_floating_point() or (finite.numel() and (finite == finite.round()).all()))
+    kind, columns, several = _target_kind(t, finite)
     facts = TargetFacts(
         shape=list(t.shape), dtype=str(t.dtype).replace("torch.", ""),
         min=float(finite.min()) if finite.numel() else float("nan"),
         max=float(finite.max()) if finite.numel() else float("nan"),
         integer_valued=integer_valued, n_unique=int(torch.unique(finite).numel()),
-        values=finite[:MAX_TARGET_VALUES].tolist(),
+        values=finite[:MAX_TARGET_VALUES].tolist(), kind=kind, columns=columns, multi_hot_share=several,
+        mean=float(finite.mean()) if finite.numel() else None,
+        std=float(finite.std(unbiased=False)) if finite.numel() else None,
     )
     return facts, targets
 
 
+def describe_targets(targets: Any) -> TargetFacts | None:
+    """The TargetFacts of ``targets`` (tensor, array or list): shape, range, kind (class ids, one-hot or
+    multi-hot rows, continuous values, ...). For adapters that fill ModelFacts for another framework."""
+    return _target_facts(targets)[0]
+
+
 def _output_facts(output: torch.Tensor | None) -> OutputFacts:
-    if output is None or not isinstance(output, torch.Tensor) or not output.is_floating_point() or output.numel() == 0:
-        return OutputFacts(shape=list(output.shape) if isinstance(output, torch.Tensor) else None)
+    if not isinstance(output, torch.Tensor):
+        return OutputFacts()
+    # the class dimension: dim 1 of a (rows, units) output; a (rows,) output is one unit; for higher
+    # ranks (sequences, images) the class dimension depends on how the loss is called: not evident
+    width = 1 if output.dim() <= 1 else int(output.shape[1]) if output.dim() == 2 else None
+    if not output.is_floating_point() or output.numel() == 0:
+        return OutputFacts(shape=list(output.shape), width=width)
     x = output.detach().float()
-    facts = OutputFacts(shape=list(x.shape), min=float(x.min()), max=float(x.max()), rms=float(x.pow(2).mean().sqrt()))
-    dim = 1 if x.dim() >= 2 else -1
-    if x.dim() >= 1 and x.shape[dim] > 1 and bool(torch.isfinite(x).all()):
+    facts = OutputFacts(shape=list(x.shape), width=width, min=float(x.min()), max=float(x.max()),
+                        rms=float(x.pow(2).mean().sqrt()))
+    dim = 1  # probabilities are read along the class dimension; a (rows,) output has none
+    if x.dim() >= 2 and x.shape[dim] > 1 and bool(torch.isfinite(x).all()):
         sums = x.sum(dim=dim)
         facts.probabilities = bool((x >= -1e-6).all() and ((sums - 1).abs() < PROBABILITY_SUM_TOLERANCE).all())
         lse = torch.logsumexp(x, dim=dim)
@@ -420,7 +486,8 @@ def inspect_model(model: nn.Module, sample_input: Any = None, loss_fn: Any = Non
     output.activation = out_act.op if out_act else None
     output.activation_name = out_act.name if out_act else None
     output.layers = sorted(output_layer_names)
-    loss = _loss_facts(loss_fn, trace.output, target_tensor)
+    # the loss is evaluated on the user's sample only (a synthetic batch has no matching targets)
+    loss = _loss_facts(loss_fn, trace.output, target_tensor, evaluate=trace.via == "sample")
     builtin_recurrent = [n for n, m in model_copy.named_modules() if isinstance(m, (nn.RNNBase, nn.RNNCellBase))]
     return ModelFacts(
         model_class=type(model).__name__,

@@ -37,6 +37,7 @@ def non_finite_finding(origin: dict[str, Any], steps: int | None = None) -> Find
     replayed = str(origin.get("located_by", "")).startswith("replay")
     evidence = {k: v for k, v in origin.items() if k not in ("detail",)}
     evidence["explanation"] = origin.get("detail", "")
+    evidence["threshold"] = "the first NaN/Inf value"
     if steps is not None:
         evidence["steps_watched"] = steps
     return Finding(
@@ -68,7 +69,8 @@ def non_finite_values(stats: WatchStats) -> list[Finding | Event]:
     if origin.get("produced_by") == "inputs":
         findings.append(Finding(
             "data.non_finite", "error", 0.9, title=f"The batch of step {origin['step']} held NaN/Inf values",
-            evidence={"step": origin["step"], "first_module": origin.get("module")}, where=f"step {origin['step']}",
+            evidence={"step": origin["step"], "first_module": origin.get("module"), "threshold": "any NaN/Inf input"},
+            where=f"step {origin['step']}",
         ))
     return findings
 
@@ -368,7 +370,8 @@ def clipping_masks_lr(stats: WatchStats) -> list[Finding]:
         title=f"Gradient clipping cut the gradient on {share:.0%} of the steps (median cut {factor:.3g}x)",
         evidence={"clipped_share": share, "observations": int(norms.size), "max_norm": float(np.median(limits)),
                   "median_pre_clip_norm": float(np.median(norms)), "median_cut_factor": factor,
-                  "observed_by": stats.clip["source"], "warn_share": CLIP_SHARE_WARN},
+                  "observed_by": stats.clip["source"], "warn_share": CLIP_SHARE_WARN,
+                  "thresholds": {"info": CLIP_SHARE_INFO, "warning": CLIP_SHARE_WARN}},
     )]
 
 
@@ -381,7 +384,7 @@ def batchnorm_may_mask_gradients(stats: WatchStats) -> list[Finding]:
     return [Finding(
         "grad.masked_by_batchnorm", "info", 0.3,
         title="The model has batch norm, which can hide a gradient problem from this gradient check",
-        evidence={"histograms_written": stats.histograms},
+        evidence={"histograms_written": stats.histograms, "threshold": "any batch norm layer"},
         remedy=("Before trusting the gradient histograms, rerun a few hundred steps with batch norm removed "
                 "(or run `lossdoctor checkup`): a problem that shows only then is masked, not fixed."),
     )]
