@@ -3,7 +3,10 @@ checks (no-signal baseline + label noise), median of a few repeats. Aim: under 3
 
 The data: float32 features on scales from 1e-2 to 1e3 (so data.unnormalized fires), a binary
 label from a linear rule plus noise (so the baseline finds signal and label noise runs too).
-Run: .venv/bin/python benchmarks/bench_checks.py [--rows N] [--repeats R]
+``--labels nonlinear`` draws the label from a rule no linear model fits (the sign of a product of
+two features, plus noise): the linear model then flags many labels, and the nonlinear model that
+judges label noise in that case is timed too.
+Run: .venv/bin/python benchmarks/bench_checks.py [--rows N] [--repeats R] [--labels linear|nonlinear]
 """
 from __future__ import annotations
 
@@ -17,10 +20,13 @@ import torch
 from lossdoctor.data import check_data
 
 
-def make_data(rows: int, cols: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_data(rows: int, cols: int, seed: int = 0, labels: str = "linear") -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((rows, cols), dtype=np.float32)
-    y = ((X[:, :10] @ rng.standard_normal(10).astype(np.float32)) + rng.standard_normal(rows, dtype=np.float32) > 0)
+    if labels == "nonlinear":
+        y = X[:, 0] * X[:, 1] + 0.3 * rng.standard_normal(rows, dtype=np.float32) > 0
+    else:
+        y = ((X[:, :10] @ rng.standard_normal(10).astype(np.float32)) + rng.standard_normal(rows, dtype=np.float32) > 0)
     X *= (10.0 ** rng.uniform(-2, 3, cols)).astype(np.float32)
     return X, y.astype(np.int64)
 
@@ -30,10 +36,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--cols", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--labels", choices=("linear", "nonlinear"), default="linear")
     args = parser.parse_args()
     torch.set_num_threads(1)
     t = time.perf_counter()
-    X, y = make_data(args.rows, args.cols)
+    X, y = make_data(args.rows, args.cols, labels=args.labels)
     print(f"data: {args.rows:,} x {args.cols} float32 ({X.nbytes / 2**20:.0f} MiB), made in {time.perf_counter() - t:.1f} s")
 
     totals, shares, stages = [], [], []
@@ -55,6 +62,7 @@ def main() -> None:
     meta = report.metadata
     print(f"rows profiled: {meta['rows_profiled']:,}; rows for the baseline: {meta['rows_baseline']:,}; "
           f"sampled: {meta['sampled']}")
+    print("label noise judged by:", (meta.get("label_noise") or {}).get("models_tried"))
     print("findings:", ", ".join(f"{f.code}[{f.severity}]" for f in report.findings))
     print("notes:", *meta["notes"], sep="\n  ")
 

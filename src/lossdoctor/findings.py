@@ -17,6 +17,17 @@ from .codes import CODES, SEVERITIES, VERDICTS, code_info
 
 SEVERITY_RANK = {name: i for i, name in enumerate(SEVERITIES)}  # error first
 
+# Every finding carries the threshold it crossed in its evidence, under a key named by this
+# convention: ``threshold`` (one number, or for a categorical rule a short phrase of it),
+# ``thresholds`` (a dict of several), or a name ending in ``_threshold(s)`` / ``_limit(s)`` beside
+# the value it bounds (``spread_limit`` next to ``scale_spread``). Renderers show it beside the value.
+THRESHOLD_SUFFIXES = ("threshold", "thresholds", "limit", "limits")
+
+
+def is_threshold_key(key: str) -> bool:
+    """Whether an evidence key holds a threshold, by the convention above."""
+    return key in THRESHOLD_SUFFIXES or key.endswith(tuple(f"_{suffix}" for suffix in THRESHOLD_SUFFIXES))
+
 
 def _plain(value: Any) -> Any:
     """Convert numpy/torch scalars and arrays, tuples and sets to JSON-able Python values.

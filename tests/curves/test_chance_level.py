@@ -13,7 +13,11 @@ import torch
 
 from lossdoctor import diagnose
 from lossdoctor.curves import analyze_curves
-from lossdoctor.curves.verdict import CONFIDENCE_FULL, NUM_CLASSES_META, NUM_CLASSES_SOURCE_META
+from lossdoctor.curves.verdict import (
+    CONFIDENCE_FULL,
+    NUM_CLASSES_META,
+    NUM_CLASSES_SOURCE_META,
+)
 from lossdoctor.logs import read_runs
 
 LN10 = math.log(10)
@@ -65,7 +69,7 @@ def test_inputs_x16_stuck_at_chance_is_not_converging_whatever_the_first_batch(l
     assert first > 5 * LN10  # the premise: the first logged batch is a spike far above chance
     report = diagnose(lightning_x16["x16"])
     assert report.verdict in ("underfitting", "stalled") and report.exit_code == 1
-    ev = report.metadata["evidence"]
+    ev = report.metadata["curve_evidence"]
     assert ev["ended_at_chance"] is True and ev["chance_classes"] == 10
     assert ev["chance_text"] == f"ln 10 = {LN10:.4g}"
     assert set(ev["chance_at"]) == {"train_loss", "val_loss"}
@@ -78,7 +82,7 @@ def test_inputs_x16_stuck_at_chance_is_not_converging_whatever_the_first_batch(l
 def test_standardized_twin_converges_and_is_not_at_chance(lightning_x16):
     report = diagnose(lightning_x16["standardized"])
     assert report.verdict == "converging" and report.exit_code == 0
-    assert "ended_at_chance" not in report.metadata["evidence"]
+    assert "ended_at_chance" not in report.metadata["curve_evidence"]
 
 
 def test_a_class_count_given_with_the_curves_is_used_and_named(lightning_x16):
@@ -94,7 +98,8 @@ def test_a_class_count_given_with_the_curves_is_used_and_named(lightning_x16):
     fine.meta[NUM_CLASSES_META] = 10
     healthy = analyze_curves(fine)
     assert healthy.verdict == "converging"
-    assert healthy.evidence["chance_level"] == pytest.approx(LN10, rel=1e-5) and "ended_at_chance" not in healthy.evidence
+    assert healthy.evidence["chance_level"] == pytest.approx(LN10, rel=1e-5)
+    assert "ended_at_chance" not in healthy.evidence
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +123,7 @@ def test_validation_at_chance_vetoes_a_falling_training_loss(tb_dropout):
     assert np.all(np.abs(val - LN10) < 0.02)  # ... while validation never leaves ln 10
     report = diagnose(tb_dropout / "dropout09")
     assert report.verdict in ("underfitting", "stalled")
-    ev = report.metadata["evidence"]
+    ev = report.metadata["curve_evidence"]
     assert "val_loss" in ev["chance_at"] and ev["chance_classes"] == 10
     healthy = diagnose(tb_dropout / "healthy")
-    assert healthy.verdict == "converging" and "ended_at_chance" not in healthy.metadata["evidence"]
+    assert healthy.verdict == "converging" and "ended_at_chance" not in healthy.metadata["curve_evidence"]

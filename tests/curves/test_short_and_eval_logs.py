@@ -10,7 +10,11 @@ import torch
 
 from lossdoctor import diagnose
 from lossdoctor.curves import analyze_curves
-from lossdoctor.curves.verdict import CONFIDENCE_FULL, SHORT_DISAGREE_MIN_POINTS, SHORT_MIN_POINTS
+from lossdoctor.curves.verdict import (
+    CONFIDENCE_FULL,
+    SHORT_DISAGREE_MIN_POINTS,
+    SHORT_MIN_POINTS,
+)
 from lossdoctor.evidence import Curves
 from lossdoctor.logs import read_runs
 
@@ -23,12 +27,12 @@ def hf_logs(tmp_path_factory, digits_data, load_example):
     root = tmp_path_factory.mktemp("hf_short")
     runs = {
         # one log row and one evaluation per epoch
-        "epochs4": dict(data={}, args=dict(num_train_epochs=4, logging_strategy="epoch", eval_strategy="epoch")),
-        "epochs2": dict(data={}, args=dict(num_train_epochs=2, logging_strategy="epoch", eval_strategy="epoch")),
+        "epochs4": {"data": {}, "args": {"num_train_epochs": 4, "logging_strategy": "epoch", "eval_strategy": "epoch"}},
+        "epochs2": {"data": {}, "args": {"num_train_epochs": 2, "logging_strategy": "epoch", "eval_strategy": "epoch"}},
         # 3 training rows, 33 evaluations
-        "eval_heavy": dict(data={}, args=dict(max_steps=330, logging_steps=110, eval_strategy="steps", eval_steps=10)),
-        "eval_heavy_shuffled": dict(data=dict(small=True, shuffle_labels=True), hidden=256, lr=1e-2,
-                                    args=dict(max_steps=330, logging_steps=110, eval_strategy="steps", eval_steps=10)),
+        "eval_heavy": {"data": {}, "args": {"max_steps": 330, "logging_steps": 110, "eval_strategy": "steps", "eval_steps": 10}},
+        "eval_heavy_shuffled": {"data": {"small": True, "shuffle_labels": True}, "hidden": 256, "lr": 1e-2,
+                                    "args": {"max_steps": 330, "logging_steps": 110, "eval_strategy": "steps", "eval_steps": 10}},
     }
     out = {}
     for name, spec in runs.items():
@@ -52,7 +56,7 @@ def test_four_epochs_that_all_fall_converge_as_a_short_log(hf_logs):
     assert np.all(np.diff(curves.train.values) < 0)  # the premise: every epoch lower
     report = diagnose(hf_logs["epochs4"])
     assert report.verdict == "converging" and report.exit_code == 0
-    ev = report.metadata["evidence"]
+    ev = report.metadata["curve_evidence"]
     assert ev["short_log"] is True and ev["n_points"] == 4
     assert ev["verdict_confidence"] < CONFIDENCE_FULL  # the confidence says it is short
 
@@ -60,7 +64,7 @@ def test_four_epochs_that_all_fall_converge_as_a_short_log(hf_logs):
 def test_two_epochs_are_insufficient_and_say_how_many_points_are_needed(hf_logs):
     report = diagnose(hf_logs["epochs2"])
     assert report.verdict == "insufficient_data"
-    ev = report.metadata["evidence"]
+    ev = report.metadata["curve_evidence"]
     assert ev["n_points"] == 2 and ev["min_points"] == SHORT_MIN_POINTS
     assert f"at least {SHORT_MIN_POINTS}" in ev["problem"]
 
@@ -87,7 +91,7 @@ def test_three_training_rows_beside_33_evaluations_are_judged_on_the_evaluations
     assert len(curves.train) == 3 and len(curves.val) == 33
     report = diagnose(hf_logs["eval_heavy"])
     assert report.verdict == "converging"
-    ev = report.metadata["evidence"]
+    ev = report.metadata["curve_evidence"]
     assert ev["loss"] == "val_loss" and "33 points" in ev["judged_on"]
     assert "short_log" not in ev
 
@@ -97,7 +101,7 @@ def test_shuffled_labels_with_three_training_rows_overfit_on_the_evaluations(hf_
     val = curves.val.values
     report = diagnose(hf_logs["eval_heavy_shuffled"])
     assert report.verdict == "overfitting"
-    ev = report.metadata["evidence"]
+    ev = report.metadata["curve_evidence"]
     # the onset is the step of the real minimum evaluation, and its value a real evaluation
     assert ev["overfit_onset_step"] == curves.val.steps[int(np.argmin(val))]
     assert ev["val_best"] == pytest.approx(float(val.min()), rel=1e-5)

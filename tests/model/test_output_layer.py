@@ -13,7 +13,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, loa
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from lossdoctor.model import check_model, inspect_model
+from lossdoctor.model import check_model, describe_targets, inspect_model
 from lossdoctor.registry import Evidence, run_checks
 
 CODE = "model.activation_mismatch"
@@ -188,6 +188,7 @@ def test_healthy_output_layers_of_every_loss_family_come_out_clean(digits, multi
         (mlp(64, 2), Xm, nn.BCEWithLogitsLoss(), ym),
         (mlp(64, 2, nn.Sigmoid()), Xm, nn.BCELoss(), ym),
         (mlp(30, 1), Xc, nn.BCEWithLogitsLoss(), yc),
+        (mlp(30, 1), Xc, nn.BCEWithLogitsLoss(), yc * 0.9 + 0.05),  # soft labels in [0, 1]
         (mlp(10, 1), Xd, nn.MSELoss(), yd),
         (mlp(10, 1), Xd, nn.L1Loss(), yd),
         (mlp(10, 1), Xd, nn.HuberLoss(), yd),
@@ -217,6 +218,8 @@ def test_the_remedy_speaks_the_framework_of_the_facts(wine):
     facts = inspect_model(mlp(13, 3), X, nn.CrossEntropyLoss(), y)
     facts.framework = "keras"
     facts.loss.name, facts.loss.family, facts.loss.expects = "sparse_categorical_crossentropy", "multiclass", "probabilities"
+    facts.targets = describe_targets(y.numpy())  # what an adapter holding numpy labels would do
+    assert facts.targets.kind == "class_ids" and facts.targets.n_unique == 3
     findings = [f for f in run_checks(Evidence(model=facts))[0] if f.code == CODE]
     assert len(findings) == 1 and findings[0].severity == "error"
     assert "from_logits=True" in findings[0].remedy and "nn." not in findings[0].remedy

@@ -9,7 +9,7 @@ import numpy as np
 from ..evidence import GRAD_NORM, LEARNING_RATE, Curves, RunFacts
 from ..findings import Event, Finding
 from ..registry import check
-from .smoothing import END_FRACTION, smooth, sorted_series
+from .smoothing import END_FRACTION, running_median3, smooth, sorted_series
 from .verdict import MIN_VAL_POINTS, CurveAnalysis
 
 if TYPE_CHECKING:
@@ -76,7 +76,8 @@ def divergence_after_warmup(curves: Curves, analysis: CurveAnalysis) -> list[Fin
     ev = analysis.evidence
     step = float(ev["divergence_step"])
     evidence: dict[str, Any] = {"divergence_step": step, "rise_relative": ev["rise_relative"],
-                                "min_level": ev["min_level"], "end_level": ev["end_level"]}
+                                "min_level": ev["min_level"], "end_level": ev["end_level"],
+                                "verdict_thresholds": ev.get("thresholds")}
     lr_now = _lr_at(curves, step)
     if lr_now is not None:
         evidence["lr_at_divergence"] = lr_now
@@ -87,7 +88,7 @@ def divergence_after_warmup(curves: Curves, analysis: CurveAnalysis) -> list[Fin
         window = max(warm_len, AFTER_WARMUP_WINDOW * run_len)
         after = step - warm["warmup_end_step"]
         evidence.update(warmup_end_step=warm["warmup_end_step"], peak_lr=warm["peak_lr"],
-                        steps_after_warmup=after, window=window)
+                        steps_after_warmup=after, window_limit=window)
         if -0.5 * warm_len <= after <= window:
             target = warm["peak_lr"] / 10
             return [Event("warmup_end", warm["warmup_end_step"], warm["peak_lr"],
@@ -120,6 +121,7 @@ def nan_loss_causes(curves: Curves, analysis: CurveAnalysis) -> list[Finding | E
     evidence = {k: ev[k] for k in ("first_non_finite_step", "first_non_finite_value", "non_finite_in",
                                    "finite_points_before", "loss_before_non_finite", "rose_before_non_finite")
                 if k in ev}
+    evidence["threshold"] = "the first NaN/Inf loss"
     lr_now = _lr_at(curves, step)
     if lr_now is not None:
         evidence["lr_at_non_finite"] = lr_now
@@ -170,7 +172,7 @@ def exploding_grad_norm(curves: Curves, analysis: CurveAnalysis) -> list[Finding
     if not finite.all():
         i = int(np.argmin(finite))
         evidence = {"early_grad_norm": early, "first_non_finite_step": float(steps[i]),
-                    "value": float(values[i])}
+                    "value": float(values[i]), "threshold": "the first NaN/Inf gradient norm"}
         return [Finding(
             "grad.exploding", "error", 0.8, title="The gradient norm became Inf/NaN",
             evidence=evidence, where=f"step {steps[i]:g}",
@@ -195,11 +197,13 @@ def exploding_grad_norm(curves: Curves, analysis: CurveAnalysis) -> list[Finding
 
 
 # A classifier's loss far above chance (ln K) means confidently wrong predictions, which only large
-# weights produce: a loss that started near chance (a sane initialization) and then rose to twice
-# the chance level blew up. Settling back at chance afterwards is the aftermath: dead or saturated
-# units, a collapsed output. A start above 1.5x chance is itself off (an initialization or
-# output-scale problem), so such a run is not read this way.
-BLOW_UP_OVER_CHANCE = 2.0
+# weights produce: a loss whose first logged value was near chance (a sane initialization) and that
+# then rose to three times the chance level over consecutive points blew up (dropout at 0.9 makes a
+# training loss noisy, to about 2.6x chance on digits, but not that far, and a single noisy minibatch
+# does not count: the median of three neighbours must be up there). Settling back at chance
+# afterwards is the aftermath: dead or saturated units, a collapsed output. A first loss above 1.5x
+# chance is itself off (an initialization or output-scale problem), so such a run is not read this way.
+BLOW_UP_OVER_CHANCE = 3.0
 SANE_START_OVER_CHANCE = 1.5
 
 
@@ -218,9 +222,10 @@ def blew_up_then_stuck_at_chance(curves: Curves, analysis: CurveAnalysis) -> lis
     if values.size < 3:
         return []
     start = float(values[0])
-    i_peak = int(np.argmax(values))
-    peak = float(values[i_peak])
-    if i_peak == 0 or start > SANE_START_OVER_CHANCE * chance or peak < BLOW_UP_OVER_CHANCE * chance:
+    held = running_median3(values)
+    i_peak = 1 + int(np.argmax(held[1:]))
+    peak = float(held[i_peak])
+    if start > SANE_START_OVER_CHANCE * chance or peak < BLOW_UP_OVER_CHANCE * chance:
         return []
     spike_step = float(steps[i_peak])
     lr_now = _lr_at(curves, spike_step)
@@ -249,7 +254,7 @@ def no_progress_causes(curves: Curves, analysis: CurveAnalysis, run: RunFacts | 
         return []
     ev = analysis.evidence
     evidence = {"relative_drop": ev.get("relative_drop"), "plateau_level": ev.get("plateau_level"),
-                "plateau_start_step": ev.get("plateau_start_step")}
+                "plateau_start_step": ev.get("plateau_start_step"), "verdict_thresholds": ev.get("thresholds")}
     findings = []
     lr = curves.get(LEARNING_RATE)
     max_lr = float(np.nanmax(lr.values)) if lr is not None and len(lr) and np.isfinite(lr.values).any() else None

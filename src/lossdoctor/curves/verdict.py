@@ -12,6 +12,7 @@ module constant next to the code that uses it, with the reason for its value.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +21,19 @@ import numpy as np
 
 from ..evidence import Curves, Series
 from ..findings import Event, Finding
-from .smoothing import (NOISE_MIN_POINTS, SMOOTH_BINS, Smooth, curvature_noise_sigma, end_level, kendall_tau, rounded,
-                        running_median3, smooth, sorted_series, zigzag_legs)
+from .smoothing import (
+    NOISE_MIN_POINTS,
+    SMOOTH_BINS,
+    Smooth,
+    curvature_noise_sigma,
+    end_level,
+    kendall_tau,
+    rounded,
+    running_median3,
+    smooth,
+    sorted_series,
+    zigzag_legs,
+)
 
 # ------------------------------------------------------------------------------------------------
 # How many points a verdict needs.
@@ -33,8 +45,8 @@ MIN_POINTS = 8
 # log (SHORT_MIN_POINTS..MIN_POINTS-1 points, e.g. one row per epoch) is judged when its points agree.
 SHORT_MIN_POINTS = 3
 # A short log of 5-7 points "agrees" when Kendall's tau of its values against their order is at least
-# 0.6 in size: one point out of place in five still gives 0.8, and tau >= 0.6 happens by chance in a
-# flat noisy series less than 12 % of the time at 5 points and 4 % at 7. 3-4 points must be monotone.
+# 0.6 in size: one point out of place in five still gives 0.8, and a flat noisy series reaches 0.6 in
+# a given direction by chance 12 % of the time at 5 points, 4 % at 7. 3-4 points must be monotone.
 SHORT_TREND_TAU = 0.6
 SHORT_TAU_MIN_POINTS = 5
 # The start level is the first point, unless that point is a spike: then the median of the first block
@@ -48,8 +60,8 @@ SPIKE_FACTOR = 2.0
 # Fewer points than this that disagree (fall and rise) cannot be judged: 4 epochs of 0.376, 0.360,
 # 0.364, 0.362 say neither "flat" nor "falling". From 5 points on the general rules read them.
 SHORT_DISAGREE_MIN_POINTS = 5
-# Fewest validation points for the noise-based overfitting rule (kept for the curve checks, which use
-# it as the fewest points of any secondary series worth reading).
+# Fewest points of a secondary series (a logged gradient norm) that the curve checks read: a level and
+# a change seen twice.
 MIN_VAL_POINTS = 4
 # Differences smaller than this many noise standard deviations are treated as noise (3 sigma: a
 # noisy healthy run crosses it by chance about once in 700 comparisons).
@@ -85,12 +97,15 @@ OVERFIT_TRAIN_FALL = 0.10
 # evaluations (running median of 3) stay above that line. Validation that swings back down to its
 # minimum again and again (a rate too high) has no sustained rise.
 OVERFIT_STAYS_UP = 0.80
-# Evaluations that rise every time from the minimum to the last one are strong evidence even when
-# short (0.170 -> 0.197 -> 0.246; 0.807 -> 0.902 after two flat epochs), as long as the total rise
-# clears OVERFIT_MIN_RISE, beyond the noise where 5 or more evaluations measure it, and training fell
-# meanwhile. A rise that is not monotone needs 2 evaluations after the minimum and the "stays up" test.
+# In a short log (fewer than MIN_POINTS evaluations), evaluations that rise every time from the minimum
+# to the last one are strong evidence even when there are one or two of them (0.170 -> 0.197 -> 0.246;
+# 0.807 -> 0.902 after two flat epochs), as long as the total rise clears OVERFIT_MIN_RISE, beyond the
+# noise where 5 or more evaluations measure it, and training fell meanwhile ...
 OVERFIT_MIN_RISES = 1
-OVERFIT_SUSTAINED_POINTS = 2
+# ... while a longer log must confirm the turn with at least 3 evaluations after the minimum (rising
+# every time, or passing the "stays up" test): a log that ends two evaluations into a swing that a
+# rate on the high side produces (0.100 -> 0.130 -> 0.162, then back to 0.102) has not shown a trend.
+OVERFIT_CONFIRM_POINTS = 3
 
 # Underfitting: the loss dropped less than 20 % from its start and is not falling any more. The seed's
 # example of regularisation blinding the model: "the training loss just dropped 0.2 from initial loss".
@@ -158,10 +173,12 @@ CHANCE_MAX_CLASSES = 1000
 # so a match says nothing there and K must come from the log or the caller.
 CHANCE_MATCH_TOLERANCE = 0.015
 # ... and corroboration that the loss is a classification loss at chance: it started there (the loss
-# of an untrained classifier is ln K), another loss curve sits there too, an accuracy column sits at
-# 1/K, or it stayed within CHANCE_LEVEL_MARGIN of ln K for at least half of the run (a converging
-# loss passes through ln K once; a stuck one stays).
-CHANCE_FLAT_SHARE = 0.50
+# of an untrained classifier is ln K), an accuracy column sits at 1/K, or it sat within the tight match
+# for two thirds of the run: a classifier stuck at chance sits there from its first steps or right
+# after a blow-up, while a regression settling near 0.69 approaches it over a good part of the run
+# (an MSE fit on diabetes: 53 %). The other loss curve ending there too is no sign: train and
+# validation of any run that does not overfit end close together.
+CHANCE_FLAT_SHARE = 2 / 3
 # An accuracy "sits at chance" within 20 % of 1/K (0.4-0.6 for 2 classes, 0.08-0.12 for 10), and
 # "learned something" above 1/K by more than twice that (0.7 for 2 classes): such a column vetoes an
 # inferred chance level, and a level merely near ln K then costs no confidence.
@@ -173,8 +190,8 @@ _ACCURACY_NAME = re.compile(r"(?<![a-z])acc(uracy)?(?![a-z])|accuracy")
 
 # A verdict on a full log whose curves agree.
 CONFIDENCE_FULL = 0.9
-# A short log (fewer than MIN_POINTS points) is judged, but a third fewer verdicts of that kind hold
-# up when the run is logged densely: 0.9 x 0.65 = 0.6.
+# A short log (fewer than MIN_POINTS points) rests on a rank test of a handful of points (chance
+# agreement 4-17 %) instead of a measured noise margin: 0.9 x 0.65 = 0.585, under 0.6.
 SHORT_LOG_FACTOR = 0.65
 # A chance level inferred from the curves (not given): the match and its corroboration can be a
 # coincidence that the caller's class count would rule out.
@@ -558,8 +575,9 @@ def _overfitting(tr: _Shape, va: _Shape, ev: dict[str, Any]) -> Event | None:
     risen = after[crossed[0]:] if crossed.size else after[-1:]
     risen_sigma = math.hypot(sigma, (end_sigma if dense else sigma) * 1.2533 / math.sqrt(risen.size))
     beyond_noise = measurable and float(np.median(risen)) - best > NOISE_SIGMAS * risen_sigma
-    monotone = rises_in_a_row >= OVERFIT_MIN_RISES and (beyond_noise or not measurable)
-    if not (monotone or (beyond_noise and sustained and after.size >= OVERFIT_SUSTAINED_POINTS)):
+    needed = OVERFIT_MIN_RISES if va.short else OVERFIT_CONFIRM_POINTS
+    monotone = rises_in_a_row >= needed and (beyond_noise or not measurable)
+    if not (monotone or (beyond_noise and sustained and after.size >= OVERFIT_CONFIRM_POINTS)):
         return None
     if _oscillating(tr, {}) is not None:
         return None  # training swings too: a rate too high, not a model that memorises
@@ -567,7 +585,7 @@ def _overfitting(tr: _Shape, va: _Shape, ev: dict[str, Any]) -> Event | None:
               generalization_gap=rounded(va.end - tr.end), val_rises_in_a_row=int(rises_in_a_row),
               val_noise_sigma=rounded(sigma),
               thresholds={"val_rise": OVERFIT_MIN_RISE, "train_fall": OVERFIT_TRAIN_FALL,
-                          "stays_up": OVERFIT_STAYS_UP, "rises_in_a_row": OVERFIT_MIN_RISES})
+                          "stays_up": OVERFIT_STAYS_UP, "rises_in_a_row": needed})
     return Event("overfitting_onset", best_step, best,
                  f"validation best {best:.4g}, now {va.end:.4g} (+{rise / scale:.0%})")
 
@@ -579,11 +597,11 @@ def _oscillating(s: _Shape, ev: dict[str, Any]) -> Event | None:
     sm, values, steps = s.sm, s.values, s.steps
     # swing of the raw points (fast oscillations hide inside blocks), judged against white noise
     half_raw = values[values.size // 2:]
-    lo, hi = (float(x) for x in np.percentile(half_raw, [10, 90]))
+    lo, mid, hi = (float(x) for x in np.percentile(half_raw, [10, 50, 90]))  # one partition for all three
     swing = hi - lo
     half_blocks = sm.level[len(sm.level) // 2:]
     half_descent = float(half_blocks[0] - half_blocks[-1]) if half_blocks.size > 1 else 0.0
-    half_level = max(abs(float(np.median(half_raw))), 1e-12)
+    half_level = max(abs(mid), 1e-12)
     block_swing = float(np.percentile(half_blocks, 90) - np.percentile(half_blocks, 10))
     legs = zigzag_legs(half_blocks, block_swing / 2)
     ev.update(swing_relative=rounded(swing / half_level), swing_legs=legs)
@@ -640,7 +658,7 @@ def _chance(curves: Curves, shapes: list[_Shape], ev: dict[str, Any]) -> dict[st
     accuracy = _accuracy_end(curves)
     if given is not None:
         level, classes, source = given
-        at = [s.name for s in shapes if s.end >= chance_line(level, s.end_sigma)]
+        at = [s.name for s in shapes if s.end >= _chance_line(level, s.end_sigma)]
         ev["chance_level"] = rounded(level)
         if classes:
             ev["chance_classes"] = classes
@@ -650,8 +668,32 @@ def _chance(curves: Curves, shapes: list[_Shape], ev: dict[str, Any]) -> dict[st
         text = f"ln {classes} = {level:.4g}" if classes else f"{level:.4g}"
         ev.update(ended_at_chance=True, chance_at=at, chance_text=text,
                   thresholds={"chance_level": rounded(level), "margin": CHANCE_LEVEL_MARGIN,
-                              "at_chance_above": rounded(chance_line(level, max(s.end_sigma for s in shapes)))})
+                              "at_chance_above": rounded(_chance_line(level, max(s.end_sigma for s in shapes)))})
         return {"level": level, "at": at, "given": True, "text": text}
+
+    # inferred from the first logged loss: an untrained K-class classifier's first loss is ln K; a run
+    # that logged ln K first and ends there again learned nothing, whatever it did in between (a
+    # blow-up to 50 and back looks like a 95 % drop from the inflated early level). This holds for any
+    # loss: a curve that ends where it began is no progress.
+    for s in shapes:
+        first = float(s.values[0])
+        k = _nearest_classes(first)
+        if k is None:
+            continue
+        level = math.log(k)
+        if abs(first - level) > CHANCE_LEVEL_MARGIN * level or not _near(s.end, level, s):
+            continue
+        vetoes = [f"{name} ends at {acc:.3g}" for name, acc in _paired(accuracy, s.name).items()
+                  if acc > (1 + 2 * CHANCE_ACCURACY_MARGIN) / k]
+        if vetoes:
+            continue
+        text = f"ln {k} = {level:.4g}"
+        at = [s.name] + [o.name for o in shapes if o is not s and _near(o.end, level, o)]
+        ev.update(chance_level=rounded(level), chance_classes=k, ended_at_chance=True, chance_at=at, chance_text=text,
+                  chance_source=(f"{s.name}'s first logged value {first:.4g} is {text} (an untrained {k}-class "
+                                 f"classifier's loss) and it ends there again ({s.end:.4g})"),
+                  thresholds={"margin": CHANCE_LEVEL_MARGIN})
+        return {"level": level, "at": at, "given": False, "text": text}
 
     # inferred: a tight, unambiguous match of some curve's end level with ln K, corroborated
     near = None
@@ -662,19 +704,18 @@ def _chance(curves: Curves, shapes: list[_Shape], ev: dict[str, Any]) -> dict[st
         level = math.log(k)
         tolerance = CHANCE_MATCH_TOLERANCE + NOISE_SIGMAS * s.end_sigma
         gap = min(level - math.log(k - 1), math.log(k + 1) - level)
-        tight = abs(s.end - level) <= tolerance and tolerance < gap / 2
+        tight = abs(s.end - level) <= tolerance < gap / 2
         band = CHANCE_LEVEL_MARGIN * level + NOISE_SIGMAS * s.end_sigma
-        loose = abs(s.end - level) <= band and band < gap / 2  # beyond 5 classes every level is "near" one
+        loose = abs(s.end - level) <= band < gap / 2  # beyond 5 classes every level is "near" one
         if not (tight or loose):
             continue
         signs = []
         if _near(s.start, level, s):
             signs.append(f"{s.name} started there ({s.start:.4g})")
-        others = [o for o in shapes if o is not s and _near(o.end, level, o)]
-        signs += [f"{o.name} ends there too ({o.end:.4g})" for o in others]
-        share = _share_near(s, level)
+        share = _share_near(s, level, tolerance)
         if share >= CHANCE_FLAT_SHARE:
-            signs.append(f"{s.name} within {CHANCE_LEVEL_MARGIN:.0%} of it for {share:.0%} of the run")
+            signs.append(f"{s.name} within {tolerance:.2g} of it for {share:.0%} of the run")
+        others = [o for o in shapes if o is not s and _near(o.end, level, o)]
         learned = None
         for name, acc in _paired(accuracy, s.name).items():
             if abs(acc - 1 / k) <= CHANCE_ACCURACY_MARGIN / k:
@@ -684,9 +725,10 @@ def _chance(curves: Curves, shapes: list[_Shape], ev: dict[str, Any]) -> dict[st
         if tight and signs and learned is None:
             text = f"ln {k} = {level:.4g}"
             at = [s.name] + [o.name for o in others]
+            also = [f"{o.name} ends there too ({o.end:.4g})" for o in others]
             ev.update(chance_level=rounded(level), chance_classes=k, ended_at_chance=True, chance_at=at,
                       chance_text=text,
-                      chance_source=f"{s.name} ends at {s.end:.4g}, matching ln {k}; " + "; ".join(signs),
+                      chance_source=f"{s.name} ends at {s.end:.4g}, matching ln {k}; " + "; ".join(signs + also),
                       thresholds={"match_tolerance": rounded(tolerance), "margin": CHANCE_LEVEL_MARGIN,
                                   "flat_share": CHANCE_FLAT_SHARE})
             return {"level": level, "at": at, "given": False, "text": text}
@@ -699,14 +741,14 @@ def _chance(curves: Curves, shapes: list[_Shape], ev: dict[str, Any]) -> dict[st
     return {"near": True, "at": []}
 
 
-def chance_line(chance: float, end_sigma: float) -> float:
+def _chance_line(chance: float, end_sigma: float) -> float:
     """The level at and above which a run has not beaten the chance level."""
     return chance - max(CHANCE_LEVEL_MARGIN * chance, NOISE_SIGMAS * end_sigma)
 
 
 def _given_chance(meta: dict[str, Any]) -> tuple[float, int | None, str] | None:
     def number(x: Any) -> bool:
-        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+        return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)  # numpy scalars too
 
     chance, classes = meta.get(CHANCE_LEVEL_META), meta.get(NUM_CLASSES_META)
     k = int(classes) if number(classes) and classes == int(classes) and classes >= CHANCE_MIN_CLASSES else None
@@ -732,13 +774,11 @@ def _nearest_classes(level: float) -> int | None:
     return min(ks, key=lambda k: abs(math.log(k) - level)) if ks else None
 
 
-def _share_near(s: _Shape, chance: float) -> float:
-    """The share of the run, counted back from the end, that stays within the margin of ``chance``."""
-    band = CHANCE_LEVEL_MARGIN * chance + NOISE_SIGMAS * s.sm.sigma
-    outside = np.flatnonzero(np.abs(s.sm.level - chance) > band)
-    if not outside.size:
-        return 1.0
-    return float(s.sm.bounds[-1] - s.sm.bounds[int(outside[-1]) + 1]) / s.n
+def _share_near(s: _Shape, chance: float, tolerance: float) -> float:
+    """The share of the run's points whose smoothed level is within ``tolerance`` (plus its noise) of
+    ``chance``."""
+    inside = np.abs(s.sm.level - chance) <= tolerance + NOISE_SIGMAS * s.sm.sigma
+    return float(np.sum(np.diff(s.sm.bounds)[inside])) / s.n
 
 
 _EVAL_PREFIX = re.compile(r"^(val|valid|validation|eval|dev|test)(?![a-z])")

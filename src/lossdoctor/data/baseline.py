@@ -134,25 +134,35 @@ def find_label_noise(X: np.ndarray, y: np.ndarray, rows: np.ndarray, random_stat
                      share_limit: float = 1.0) -> LabelNoiseFacts:
     """cleanlab's confident learning on out-of-fold probabilities of a model that can fit the data.
 
-    The linear baseline judges first (it is cheap). Where it would flag ``share_limit`` of the labels
-    or more, its misfit may be the model's rather than the labels' (classes that are not linearly
-    separable): a nonlinear model (extremely randomized trees) is cross-validated too, and the model
-    whose out-of-fold predictions agree with more labels judges them.
+    Judges are tried from the cheapest, the next one only while every judge so far would flag
+    ``share_limit`` of the labels or more (its misfit may be the model's rather than the labels'):
+    the linear baseline; extremely randomized trees (classes that are not linearly separable, e.g.
+    several clusters per class); gradient-boosted trees (interactions such as an XOR of two
+    features, which random splits miss among many features). The judge whose out-of-fold
+    predictions agree with more labels (balanced accuracy) decides.
     """
     with warnings.catch_warnings(), threadpool_limits(limits=1):
         warnings.simplefilter("ignore")
-        tried = {"LogisticRegression": _flag(_linear("classification"), X, y, random_state)}
-        if len(tried["LogisticRegression"][1]) >= share_limit * len(y):
-            tried["ExtraTrees"] = _flag(_extra_trees(random_state), X, y, random_state)
+        tried: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name, judge in (("LogisticRegression", lambda: _linear("classification")),
+                            ("ExtraTrees", lambda: _extra_trees(random_state)),
+                            ("HistGradientBoosting", lambda: _tree("classification", random_state))):
+            if tried and min(len(flagged) for _, flagged in tried.values()) < share_limit * len(y):
+                break  # a judge already finds the labels clean enough: no further opinion needed
+            tried[name] = _flag(judge(), X, y, random_state)
+    from sklearn.metrics import balanced_accuracy_score
+
     accuracy = {name: float((probs.argmax(axis=1) == y).mean()) for name, (probs, _) in tried.items()}
-    best = max(tried, key=lambda name: (accuracy[name], name == "LogisticRegression"))  # a tie: the linear one
+    balanced = {name: float(balanced_accuracy_score(y, probs.argmax(axis=1))) for name, (probs, _) in tried.items()}
+    best = max(tried, key=lambda name: (balanced[name], name == "LogisticRegression"))  # a tie: the linear one
     probs, ranked = tried[best]
+    chance = 1.0 / probs.shape[1]
     return LabelNoiseFacts(
         share=float(len(ranked) / len(y)), n_flagged=int(len(ranked)), n_examined=int(len(y)),
         indices=[int(i) for i in rows[ranked]],
         method=f"cleanlab.filter.find_label_issues(filter_by={LABEL_NOISE_FILTER!r}) on {LABEL_NOISE_FOLDS}-fold "
                f"out-of-fold {best} probabilities",
-        oof_accuracy=accuracy[best], model=best,
-        models_tried={name: {"share": float(len(r) / len(y)), "oof_accuracy": accuracy[name]}
-                      for name, (_, r) in tried.items()},
+        oof_accuracy=accuracy[best], model=best, skill=(balanced[best] - chance) / (1.0 - chance),
+        models_tried={name: {"share": float(len(r) / len(y)), "oof_accuracy": accuracy[name],
+                             "oof_balanced_accuracy": balanced[name]} for name, (_, r) in tried.items()},
     )

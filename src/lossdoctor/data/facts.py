@@ -85,6 +85,8 @@ class LabelNoiseFacts:
     indices: list[int]  # row indices in the caller's data, most likely wrong first
     method: str
     oof_accuracy: float  # accuracy of the out-of-fold predictions the flags come from
+    # the judge's out-of-fold balanced accuracy on a scale where chance (1/K) is 0 and perfect is 1
+    skill: float | None = None
     model: str = ""  # the model whose out-of-fold predictions judged the labels
     # every model tried: {name: {"share": flagged share, "oof_accuracy": ...}}; a misfit of the linear
     # model is not noise when a nonlinear one fits the labels better

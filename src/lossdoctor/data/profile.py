@@ -348,5 +348,8 @@ def check_data(X: Any, y: Any = None, groups: Any = None, task: str | None = Non
             "task": facts.target.task if facts.target else None, "notes": facts.notes, "timings": facts.timings,
             "baseline": None if b is None else {"model": b.model, "scoring": b.scoring, "score": b.score,
                                                 "chance_level": b.chance_level, "p_value": b.p_value},
+            "label_noise": None if facts.label_noise is None else {
+                "judged_by": facts.label_noise.model, "share_flagged": facts.label_noise.share,
+                "models_tried": facts.label_noise.models_tried},
         },
     )

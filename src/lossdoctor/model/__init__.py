@@ -14,7 +14,7 @@ from __future__ import annotations
 from importlib import import_module
 
 _EXPORTS = {
-    "check_model": ".inspect", "inspect_model": ".inspect", "apply_init": ".init", "scheme_for": ".init",
+    "check_model": ".inspect", "inspect_model": ".inspect", "describe_targets": ".inspect", "apply_init": ".init", "scheme_for": ".init",
     "expected_std": ".init", "ModelFacts": ".facts", "LayerFacts": ".facts", "ActivationFacts": ".facts",
     "OutputFacts": ".facts", "LossFacts": ".facts", "TargetFacts": ".facts", "RegularizationFacts": ".facts",
     "RecurrentCellFacts": ".facts",

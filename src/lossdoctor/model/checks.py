@@ -58,9 +58,12 @@ def _where(names: list[str], limit: int = 6) -> str:
 
 
 # -- model.activation_mismatch: the output layer against the loss and the targets ---------------
-# Activations whose outputs are bounded on both sides: used as logits, they cannot spread the
-# scores far enough for a confident prediction.
-BOUNDED = {act for act, (low, high) in OUTPUT_RANGES.items() if math.isfinite(low) and math.isfinite(high)}
+# Activations that squeeze their outputs into a band no wider than 2 (sigmoid, softmax, tanh, ...):
+# used as logits, scores that cannot differ by more than 2 cap the top probability at
+# e^2 / (e^2 + K - 1) (0.45 for 10 classes), however long the model trains. (ReLU6's band of 6
+# leaves 0.98: unusual, not a fault.)
+SQUEEZE_WIDTH = 2.0
+BOUNDED = {act for act, (low, high) in OUTPUT_RANGES.items() if high - low <= SQUEEZE_WIDTH}
 PROBABILITY_ACTIVATIONS = {"softmax", "sigmoid", "hardsigmoid"}
 # Whole-number targets fed to a regression loss look like class ids when they are the codes 0..K-1
 # (or 1..K) of a few classes: the same rule that calls a feature column "categories stored as
@@ -166,13 +169,15 @@ def output_layer_mismatch(model: ModelFacts) -> list[Finding]:
 
     # 2. the targets say which task it is
     if targets is not None and family in ("multiclass", "binary"):
-        continuous = targets.kind == "continuous" and (family == "multiclass" or targets.columns == 1)
+        # a binary loss takes any target in [0, 1] (soft labels); a multi-class one only class ids,
+        # one-hot or probability rows
+        continuous = family == "multiclass" and targets.kind == "continuous"
         out_of_unit = family == "binary" and (targets.min < 0 or targets.max > 1)
         if continuous or out_of_unit:
             return finding(
                 "error", 0.9, f"A classification loss ({loss.name}) on a continuous target "
                 f"(values {_fmt(targets.min)}..{_fmt(targets.max)})",
-                "classification loss with targets that are not class ids or 0..1 labels",
+                "a multi-class loss on non-integer targets, or a binary one on targets outside [0, 1]",
                 f"The target is a quantity, not a class: predict it with {_say(model, 'regression')} and a "
                 "standardized target; if classes were meant, bin the target into class ids first "
                 "(e.g. np.digitize) and keep the classification loss.",
@@ -293,7 +298,8 @@ def squashing_after_conv(model: ModelFacts) -> list[Finding]:
     return [Finding(
         "model.activation_mismatch", "warning", 0.7,
         title="Conv layers followed by a squashing activation instead of a ReLU-family one",
-        evidence={"layers": {layer.name: layer.activation for layer in bad}, "expected": "ReLU family"},
+        evidence={"layers": {layer.name: layer.activation for layer in bad}, "expected": "ReLU family",
+                  "threshold": f"any of {sorted(SQUASHING)} after a hidden conv layer, gates excepted"},
         where=_where([layer.name for layer in bad]),
         remedy=f"Use {_say(model, 'relu')} after {_where([layer.name for layer in bad])} and re-initialize "
                f"them with he_normal ({_say(model, 'reinit')}); sigmoid/tanh saturate and shrink the "
@@ -312,7 +318,8 @@ def recurrent_gates_without_sigmoid(model: ModelFacts) -> list[Finding]:
             "model.activation_mismatch", "warning", 0.7,
             title=f"Recurrent cell {cell.type} gates without sigmoid",
             evidence={"gate_activations": cell.gate_activations, "activations": cell.activations,
-                      "calls_per_forward": cell.calls, "expected_gate": "sigmoid"},
+                      "calls_per_forward": cell.calls, "expected_gate": "sigmoid",
+                      "threshold": f"no {' or '.join(sorted(GATE_ACTIVATIONS))} among the gates"},
             where=cell.name,
             remedy="Gates decide how much to let through and must lie in [0, 1]: apply sigmoid to the "
                    "input/forget/output (update/reset) gates and tanh only to the candidate state, or use "
@@ -347,7 +354,8 @@ def constant_or_symmetric_weights(model: ModelFacts) -> list[Finding]:
         findings.append(Finding(
             "model.bad_init", "info", 0.4,
             title="The output layer starts with constant (e.g. zero) weights",
-            evidence={layer.name: {"all_zero": layer.all_zero, "constant": layer.constant} for layer in output},
+            evidence={layer.name: {"all_zero": layer.all_zero, "constant": layer.constant} for layer in output}
+                     | {"threshold": "every weight of the output layer equal"},
             where=_where([layer.name for layer in output]),
             remedy="A zero-initialized output layer trains (its gradient does not depend on its weights), "
                    "so this is fine if intended; otherwise use " + (_init_plan(output) or "lecun_normal") + ".",
@@ -379,7 +387,8 @@ def weight_scale_off(model: ModelFacts) -> list[Finding]:
                                               "ratio": layer.scale_ratio, "scheme": layer.scheme,
                                               "fan_in": layer.fan_in, "activation": layer.activation}
                                  for layer in off},
-                      "allowed_ratio": [1 / WEIGHT_SCALE_FACTOR, WEIGHT_SCALE_FACTOR],
+                      "ratio_limits": [1 / WEIGHT_SCALE_FACTOR, WEIGHT_SCALE_FACTOR],
+                      "severe_ratio_limit": WEIGHT_SCALE_SEVERE_FACTOR,
                       "normalization_layers": normalized},
             where=_where([layer.name for layer in off]),
             remedy=f"Re-initialize with {_say(model, 'reinit')}: {_init_plan(off)}. "
@@ -390,7 +399,8 @@ def weight_scale_off(model: ModelFacts) -> list[Finding]:
         findings.append(Finding(
             "model.bad_init", "info", 0.3,
             title="The output layer starts small",
-            evidence={layer.name: {"ratio": layer.scale_ratio, "scheme": layer.scheme} for layer in small_output},
+            evidence={layer.name: {"ratio": layer.scale_ratio, "scheme": layer.scheme} for layer in small_output}
+                     | {"ratio_limit": 1 / WEIGHT_SCALE_FACTOR},
             where=_where([layer.name for layer in small_output]),
             remedy="Small output weights give small logits at init, a common deliberate choice; if the loss "
                    f"starts slowly, use {_init_plan(small_output)}.",

@@ -248,9 +248,7 @@ def _loss_facts(loss_fn: Any, output: torch.Tensor | None, targets: Any, evaluat
             warnings.simplefilter("ignore")  # e.g. MSELoss's broadcasting warning: the check says it better
             value = loss_fn(output.detach().clone(), targets.to(output.device) if isinstance(targets, torch.Tensor)
                             else targets)
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            facts.value = float(value)
-        elif isinstance(value, (int, float)):
+        if (isinstance(value, torch.Tensor) and value.numel() == 1) or isinstance(value, (int, float)):
             facts.value = float(value)
     except Exception as exc:  # noqa: BLE001 - the user's loss on the user's data: an observation, not our failure
         facts.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
@@ -311,6 +309,12 @@ def _target_facts(targets: Any) -> tuple[TargetFacts | None, Any]:
         std=float(finite.std(unbiased=False)) if finite.numel() else None,
     )
     return facts, targets
+
+
+def describe_targets(targets: Any) -> TargetFacts | None:
+    """The TargetFacts of ``targets`` (tensor, array or list): shape, range, kind (class ids, one-hot or
+    multi-hot rows, continuous values, ...). For adapters that fill ModelFacts for another framework."""
+    return _target_facts(targets)[0]
 
 
 def _output_facts(output: torch.Tensor | None) -> OutputFacts:

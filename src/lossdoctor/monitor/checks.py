@@ -54,6 +54,7 @@ def non_finite_finding(origin: dict[str, Any], steps: int | None = None, run: "R
     replayed = str(origin.get("located_by", "")).startswith("replay")
     evidence = {k: v for k, v in origin.items() if k not in ("detail",)}
     evidence["explanation"] = origin.get("detail", "")
+    evidence["threshold"] = "the first NaN/Inf value"
     if steps is not None:
         evidence["steps_watched"] = steps
     return Finding(
@@ -85,7 +86,8 @@ def non_finite_values(stats: WatchStats, run: "RunFacts | None" = None) -> list[
     if origin.get("produced_by") == "inputs":
         findings.append(Finding(
             "data.non_finite", "error", 0.9, title=f"The batch of step {origin['step']} held NaN/Inf values",
-            evidence={"step": origin["step"], "first_module": origin.get("module")}, where=f"step {origin['step']}",
+            evidence={"step": origin["step"], "first_module": origin.get("module"), "threshold": "any NaN/Inf input"},
+            where=f"step {origin['step']}",
         ))
     return findings
 
@@ -697,7 +699,8 @@ def clipping_masks_lr(stats: WatchStats, analysis: "CurveAnalysis | None" = None
         title=f"Gradient clipping cut the gradient on {share:.0%} of the steps (median cut {factor:.3g}x)",
         evidence={"clipped_share": share, "observations": int(norms.size), "max_norm": max_norm,
                   "median_pre_clip_norm": float(np.median(norms)), "median_cut_factor": factor,
-                  "observed_by": stats.clip["source"], "warn_share": CLIP_SHARE_WARN, "lr": rate, **corroboration},
+                  "observed_by": stats.clip["source"], "warn_share": CLIP_SHARE_WARN, "lr": rate, **corroboration,
+                  "thresholds": {"info": CLIP_SHARE_INFO, "warning": CLIP_SHARE_WARN}},
         remedy=remedy,
     )]
 
@@ -844,7 +847,7 @@ def batchnorm_may_mask_gradients(stats: WatchStats) -> list[Finding]:
     return [Finding(
         "grad.masked_by_batchnorm", "info", 0.3,
         title="The model has batch norm, which can hide a gradient problem from this gradient check",
-        evidence={"histograms_written": stats.histograms},
+        evidence={"histograms_written": stats.histograms, "threshold": "any batch norm layer"},
         remedy=("Before trusting the gradient histograms, rerun a few hundred steps with batch norm removed "
                 "(or run `lossdoctor checkup`): a problem that shows only then is masked, not fixed."),
     )]

@@ -215,6 +215,7 @@ def _rate_past_range_test(ev: ProbeEvidence, d: dict[str, Any], cmp: dict[str, A
 
 @check
 def learning_rate_off(probes: ProbeEvidence) -> list[Finding]:
+    """optim.lr_too_high / lr_too_low: the range test and a run at its suggested rate against the user's rate."""
     rng = probes.get("lr_range")
     cmp = compare(probes, "lr_suggested")
     if not rng or not cmp:
@@ -250,6 +251,7 @@ def learning_rate_off(probes: ProbeEvidence) -> list[Finding]:
 
 @check
 def regularization_too_strong(probes: ProbeEvidence) -> list[Finding]:
+    """The fit loss falls much further with dropout and weight decay off."""
     cmp = compare(probes, "no_regularization")
     if not cmp or not cmp["helps"]:
         return []
@@ -265,6 +267,7 @@ def regularization_too_strong(probes: ProbeEvidence) -> list[Finding]:
 
 @check
 def clipping_masks_learning_rate(probes: ProbeEvidence) -> list[Finding]:
+    """Clipping cut most steps, and the run learns much faster with it off."""
     cmp = compare(probes, "no_clipping")
     base = probes.run("baseline")
     if not cmp or not cmp["helps"] or not base or (base.get("clip_share") or 0) < CLIP_ACTIVE_SHARE:
@@ -280,6 +283,7 @@ def clipping_masks_learning_rate(probes: ProbeEvidence) -> list[Finding]:
 
 @check
 def batchnorm_masks_gradients(probes: ProbeEvidence) -> list[Finding]:
+    """Gradients vanish or explode across depth only once batch norm is taken out."""
     r = probes.get("batchnorm_out")
     if not r:
         return []
@@ -301,6 +305,7 @@ def batchnorm_masks_gradients(probes: ProbeEvidence) -> list[Finding]:
 
 @check
 def bad_initialization(probes: ProbeEvidence) -> list[Finding]:
+    """A re-initialization (he_normal / lecun_normal) cuts the fit loss at equal steps."""
     cmp = compare(probes, "reinit")
     init = probes.get("initial_loss")
     ratio = init.data.get("ratio") if init else None
@@ -315,13 +320,15 @@ def bad_initialization(probes: ProbeEvidence) -> list[Finding]:
 
 @check
 def initial_loss_far_off(probes: ProbeEvidence) -> list[Finding]:
+    """The untrained model's loss far above its expected value (or NaN inputs/targets that make it so)."""
     init = probes.get("initial_loss")
     if not init:
         return []
     d = init.data
     if d.get("non_finite_inputs") or d.get("non_finite_targets"):
         return [Finding("data.non_finite", "error", 0.95,
-                        evidence={"non_finite_inputs": d["non_finite_inputs"], "non_finite_targets": d["non_finite_targets"]})]
+                        evidence={"non_finite_inputs": d["non_finite_inputs"], "non_finite_targets": d["non_finite_targets"],
+                                  "threshold": 0})]
     ratio = d.get("ratio")
     if ratio is None or ratio <= INITIAL_LOSS_FACTOR:
         return []
@@ -343,6 +350,7 @@ def initial_loss_far_off(probes: ProbeEvidence) -> list[Finding]:
 
 @check
 def optimizer_limits_progress(probes: ProbeEvidence) -> list[Finding]:
+    """Another optimizer fits much better at equal steps, beyond what the learning rate alone explains."""
     cmp = compare(probes, "other_optimizer")
     if not cmp or not cmp["helps"]:
         return []
@@ -367,6 +375,7 @@ def _fixed_elsewhere(ev: ProbeEvidence, ref: float) -> list[str]:
 
 @check
 def too_much_data_for_the_model(probes: ProbeEvidence) -> list[Finding]:
+    """A small subset is fitted, the full data is not, and its loss has plateaued (classification)."""
     sub, base, ref = probes.run("subset"), probes.run("baseline"), probes.reference_loss
     # Regression targets carry noise the model cannot fit at any size: a memorised subset against
     # a full-data loss at the noise floor is generalization, not capacity. Classification only.
@@ -391,6 +400,7 @@ def too_much_data_for_the_model(probes: ProbeEvidence) -> list[Finding]:
 
 @check
 def nothing_learned_beyond_memorising(probes: ProbeEvidence) -> list[Finding]:
+    """A small subset is memorised while nothing generalizes beyond chance: the labels may not follow the inputs."""
     sub, base, ref = probes.run("subset"), probes.run("baseline"), probes.reference_loss
     if not sub or not base or not ref or probes.facts.get("task") != "classification":
         return []
