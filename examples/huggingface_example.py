@@ -2,7 +2,7 @@
 
     python examples/huggingface_example.py                  # warm-up to a peak rate far too high: it blows up
     python examples/huggingface_example.py --healthy        # the same schedule at a sound peak
-    python examples/huggingface_example.py --bert           # a tiny BERT on digits as tokens, AdamW at 0.5
+    python examples/huggingface_example.py --bert           # a tiny BERT on digits as tokens, AdamW at 1.0
     python examples/huggingface_example.py --bert --healthy # the same BERT at 5e-3
     python examples/huggingface_example.py --html report.html --json report.json
 
@@ -97,7 +97,7 @@ def main() -> None:
     torch.set_num_threads(1)
     train, val = digits_datasets(tokens=args.bert)
     if args.bert:  # AdamW with linear decay, the Trainer's default clip (max_grad_norm=1.0)
-        model, lr, schedule = tiny_bert(), 5e-3 if args.healthy else 0.5, {"warmup_steps": 10}
+        model, lr, schedule = tiny_bert(), 5e-3 if args.healthy else 1.0, {"warmup_steps": 10}
         clip, steps = 1.0, 300
     else:  # a linear warm-up to the peak, then constant, no clipping
         model, lr = DigitsMLP(DigitsConfig()), 0.01 if args.healthy else 1.0

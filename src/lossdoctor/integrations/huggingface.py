@@ -31,11 +31,12 @@ import sys
 from typing import Any, Mapping
 
 from ..errors import LogFormatError
-from ..evidence import Curves, RunFacts
+from ..evidence import TRAIN_LOSS, Curves, RunFacts
 from ..findings import Report
 from ..internal import report_internal_error
 from ..logs.huggingface import read_trainer_state
 from ._common import (
+    CurveRecorder,
     WatchOwner,
     assemble_report,
     batch_facts,
@@ -52,6 +53,7 @@ from ._common import (
 )
 
 require("transformers", "lossdoctor[huggingface]")
+import torch
 from transformers import TrainerCallback  # noqa: E402
 from transformers.trainer_callback import CallbackHandler  # noqa: E402
 
@@ -91,6 +93,14 @@ def _logits_width(output: Any) -> int | None:
         logits = output[1]  # (loss, logits, ...) as models return with return_dict=False
     shape = getattr(logits, "shape", None)
     return int(shape[-1]) if shape is not None and len(shape) >= 2 else None
+
+
+def _loss_of(output: Any) -> Any:
+    """The loss tensor of a model output (a ModelOutput, a dict, or a tuple starting with it)."""
+    loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
+    if loss is None and isinstance(output, (tuple, list)) and output:
+        loss = output[0]
+    return loss if isinstance(loss, torch.Tensor) and loss.numel() == 1 else None
 
 
 def _hf_task(model: Any, observed: dict[str, Any]) -> dict[str, Any]:
@@ -139,8 +149,11 @@ class LossDoctorCallback(WatchOwner, TrainerCallback):
         self.report: Report | None = None
         self.halted_at: int | None = None
         self._watch = None
-        self._first_batch_hook = None
+        self._forward_hook = None
         self._observed: dict[str, Any] = {}
+        self._step_loss: Any = None  # the training forwards' loss since the last optimizer step (a tensor)
+        self._step_forwards = 0
+        self._recorder = CurveRecorder()  # the loss of every optimizer step, as the model returned it
         self._trackers: list[Any] = []
         self._mlflow_run_id: str | None = None
 
@@ -151,33 +164,42 @@ class LossDoctorCallback(WatchOwner, TrainerCallback):
         handler = calling_instance(CallbackHandler)
         self._trackers = list(handler.callbacks) if handler is not None else []
         self._mlflow_run_id = self._active_mlflow_run_id()
+        self._step_loss, self._step_forwards = None, 0
+        self._recorder = CurveRecorder()
         if model is not None:
-            self._first_batch_hook = model.register_forward_hook(self._observe_first_batch, with_kwargs=True)
+            self._forward_hook = model.register_forward_hook(self._observe_forward, with_kwargs=True)
         if self.watch_model and model is not None:
             # Every rank watches: the watch's read-outs may be collectives every rank must enter.
             every = self.every or DEFAULT_EVERY
             self._watch = start_watch(model, _raw_optimizer(optimizer), every=every,
                                       tensorboard=self.tensorboard, **self.watch_kwargs)
 
-    def _observe_first_batch(self, module, args, kwargs, output) -> None:
-        """The first training forward's labels and logits, by dtype and shape (no synchronisation)."""
+    def _observe_forward(self, module, args, kwargs, output) -> None:
+        """Each training forward's loss (a reference to the tensor: no synchronisation), handed to the
+        watch once per optimizer step; on the first one, the labels and logits by dtype and shape."""
         try:
-            inputs, targets = split_batch(kwargs)
-            if inputs is None and args:
-                inputs = args[0]
-            self._observed = {**batch_facts(inputs, targets), "width": _logits_width(output)}
+            if not (module.training and torch.is_grad_enabled()):
+                return  # evaluation
+            if not self._observed:
+                inputs, targets = split_batch(kwargs)
+                if inputs is None and args:
+                    inputs = args[0]
+                self._observed = {**batch_facts(inputs, targets), "width": _logits_width(output)}
+            loss = _loss_of(output)
+            if loss is not None:
+                loss = loss.detach()
+                self._step_loss = loss if self._step_loss is None else self._step_loss + loss
+                self._step_forwards += 1
         except Exception as exc:  # noqa: BLE001 - an observation must never break the forward pass
-            report_internal_error("huggingface: reading the first batch", exc)
-        finally:
-            self._remove_first_batch_hook()
+            report_internal_error("huggingface: reading a training forward", exc)
 
-    def _remove_first_batch_hook(self) -> None:
-        hook, self._first_batch_hook = self._first_batch_hook, None
+    def _remove_forward_hook(self) -> None:
+        hook, self._forward_hook = self._forward_hook, None
         if hook is not None:
             hook.remove()
 
     def _close_watch(self) -> None:
-        self._remove_first_batch_hook()
+        self._remove_forward_hook()
         super()._close_watch()
 
     @staticmethod
@@ -188,17 +210,23 @@ class LossDoctorCallback(WatchOwner, TrainerCallback):
 
     @guarded("huggingface")
     def on_step_end(self, args, state, control, **kwargs) -> None:
-        if self._watch is not None and self._watch.optimizer is None:
-            self._watch.step()
+        loss, self._step_loss = self._step_loss, None
+        forwards, self._step_forwards = self._step_forwards, 0
+        if loss is not None:  # the mean over the step's micro-batches, at the step the Trainer logs it
+            loss = loss / forwards
+            self._recorder.add(TRAIN_LOSS, state.global_step, loss)
+            if state.global_step % (self.every or DEFAULT_EVERY) == 0:
+                self._recorder.flush()  # one transfer per read-out interval, not one per step
+        if self._watch is None:
+            return
+        if loss is not None:
+            self._watch.step(loss)
+        elif self._watch.optimizer is None:
+            self._watch.step()  # the watch counts the step itself
 
     @guarded("huggingface")
     def on_log(self, args, state, control, logs=None, **kwargs) -> None:
-        if not logs:
-            return
-        if self._watch is not None and self._watch.optimizer is not None and "loss" in logs:
-            # the logged loss (the mean since the last log) joins the watch's view of the step it ends
-            self._watch.step(float(logs["loss"]))
-        if not self.halt_on_nan:
+        if not self.halt_on_nan or not logs:
             return
         bad = [key for key in ("loss", "grad_norm") if key in logs and not is_finite_number(logs[key])]
         if bad:  # logged values are already reduced over ranks: every rank stops at the same step
@@ -216,11 +244,20 @@ class LossDoctorCallback(WatchOwner, TrainerCallback):
                 "logging_nan_inf_filter": bool(args.logging_nan_inf_filter)}
         name = type(model).__name__ if model is not None else "trainer"
         curves = curves_from_log_history(state.log_history, run=name, meta=meta)
+        per_step = self._recorder.to_curves(run=name, source="transformers").train
+        if per_step is not None and len(per_step) > len(curves.train or ()):
+            # every step's own loss rather than the logged means over logging_steps (which blur a
+            # blow-up into its first point and, with logging_nan_inf_filter, hide a NaN)
+            curves.series[TRAIN_LOSS] = per_step
+            curves.meta["train_loss"] = "the model's loss at every optimizer step"
         clip = args.max_grad_norm if args.max_grad_norm and args.max_grad_norm > 0 else None
-        run = RunFacts.of_torch("huggingface", model, _raw_optimizer(optimizer), clip,
-                                **_hf_task(model, self._observed))
-        # the peak of the schedule is the rate the user set (the optimizer's rate has decayed by now)
-        run.lr, run.weight_decay = float(args.learning_rate), float(args.weight_decay)
+        raw = _raw_optimizer(optimizer)
+        run = RunFacts.of_torch("huggingface", model, raw, clip, **_hf_task(model, self._observed))
+        # the rate the user set: a schedule keeps it as each group's initial_lr (the optimizer's own
+        # rate has decayed by the end of training)
+        initial = [float(g["initial_lr"]) for g in getattr(raw, "param_groups", []) if "initial_lr" in g]
+        if initial:
+            run.lr = max(initial)
         self.report = assemble_report(
             curves, stats, source="transformers", run=run,
             metadata={"framework": "transformers", "global_step": state.global_step,
