@@ -127,3 +127,44 @@ def test_validation_at_chance_vetoes_a_falling_training_loss(tb_dropout):
     assert "val_loss" in ev["chance_at"] and ev["chance_classes"] == 10
     healthy = diagnose(tb_dropout / "healthy")
     assert healthy.verdict == "converging" and "ended_at_chance" not in healthy.metadata["curve_evidence"]
+
+
+@pytest.fixture(scope="module")
+def tb_adam_rates(tmp_path_factory, digits_data, digits_mlp):
+    """SummaryWriter runs of Adam on standardized digits: lr 0.3 (the first step throws the loss from
+    ln 10 to ~50, the network collapses and the loss settles back at chance) and lr 1e-3."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    Xtr, ytr, _, _ = digits_data()
+    root = tmp_path_factory.mktemp("adam_rates")
+    for name, lr in (("adam_lr0.3", 0.3), ("adam_lr1e-3", 1e-3)):
+        torch.manual_seed(0)
+        model = digits_mlp()
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        gen = torch.Generator().manual_seed(0)
+        with SummaryWriter(str(root / name)) as writer:
+            for step in range(300):
+                idx = torch.randint(0, len(Xtr), (32,), generator=gen)
+                loss = torch.nn.functional.cross_entropy(model(Xtr[idx]), ytr[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                writer.add_scalar("train/loss", loss.item(), step)
+                writer.add_scalar("lr", lr, step)
+    return root
+
+
+def test_a_blow_up_that_settles_back_at_chance_is_not_converging_and_names_the_rate(tb_adam_rates):
+    report = diagnose(tb_adam_rates / "adam_lr0.3")
+    ev = report.metadata["curve_evidence"]
+    assert report.verdict in ("stalled", "underfitting") and report.exit_code == 1
+    assert ev["ended_at_chance"] and ev["chance_classes"] == 10 and "first logged value" in ev["chance_source"]
+    assert report.top.code == "optim.lr_too_high"
+    assert report.top.evidence["peak_loss"] > 10 * LN10  # far above the 3x-chance line, not near it
+    assert report.top.evidence["lr_at_spike"] == pytest.approx(0.3)
+
+
+def test_the_healthy_adam_twin_converges_with_nothing_to_fix(tb_adam_rates):
+    report = diagnose(tb_adam_rates / "adam_lr1e-3")
+    assert report.verdict == "converging" and report.exit_code == 0
+    assert "ended_at_chance" not in report.metadata["curve_evidence"] and not report.warnings()

@@ -671,30 +671,6 @@ def _chance(curves: Curves, shapes: list[_Shape], ev: dict[str, Any]) -> dict[st
                               "at_chance_above": rounded(_chance_line(level, max(s.end_sigma for s in shapes)))})
         return {"level": level, "at": at, "given": True, "text": text}
 
-    # inferred from the first logged loss: an untrained K-class classifier's first loss is ln K; a run
-    # that logged ln K first and ends there again learned nothing, whatever it did in between (a
-    # blow-up to 50 and back looks like a 95 % drop from the inflated early level). This holds for any
-    # loss: a curve that ends where it began is no progress.
-    for s in shapes:
-        first = float(s.values[0])
-        k = _nearest_classes(first)
-        if k is None:
-            continue
-        level = math.log(k)
-        if abs(first - level) > CHANCE_LEVEL_MARGIN * level or not _near(s.end, level, s):
-            continue
-        vetoes = [f"{name} ends at {acc:.3g}" for name, acc in _paired(accuracy, s.name).items()
-                  if acc > (1 + 2 * CHANCE_ACCURACY_MARGIN) / k]
-        if vetoes:
-            continue
-        text = f"ln {k} = {level:.4g}"
-        at = [s.name] + [o.name for o in shapes if o is not s and _near(o.end, level, o)]
-        ev.update(chance_level=rounded(level), chance_classes=k, ended_at_chance=True, chance_at=at, chance_text=text,
-                  chance_source=(f"{s.name}'s first logged value {first:.4g} is {text} (an untrained {k}-class "
-                                 f"classifier's loss) and it ends there again ({s.end:.4g})"),
-                  thresholds={"margin": CHANCE_LEVEL_MARGIN})
-        return {"level": level, "at": at, "given": False, "text": text}
-
     # inferred: a tight, unambiguous match of some curve's end level with ln K, corroborated
     near = None
     for s in shapes:
@@ -735,6 +711,30 @@ def _chance(curves: Curves, shapes: list[_Shape], ev: dict[str, Any]) -> dict[st
         if near is None and learned is None:
             why = "not within the tight match" if signs else "nothing else says it is a classifier at chance"
             near = f"{s.name} ends at {s.end:.4g}, near ln {k} = {level:.4g}, but {why}"
+    # ... or from the first logged loss: an untrained K-class classifier's first loss is ln K; a run
+    # that logged ln K first and ends there again, no longer falling, learned nothing, whatever it did
+    # in between (a blow-up to 50 and back looks like a 95 % drop from the inflated early level).
+    # This holds for any loss: a curve that ends where it began is no progress.
+    for s in shapes:
+        first = float(s.values[0])
+        k = _nearest_classes(first)
+        if k is None:
+            continue
+        level = math.log(k)
+        if abs(first - level) > CHANCE_LEVEL_MARGIN * level or not _near(s.end, level, s) or s.still_falling:
+            continue
+        vetoes = [f"{name} ends at {acc:.3g}" for name, acc in _paired(accuracy, s.name).items()
+                  if acc > (1 + 2 * CHANCE_ACCURACY_MARGIN) / k]
+        if vetoes:
+            continue
+        text = f"ln {k} = {level:.4g}"
+        at = [s.name] + [o.name for o in shapes if o is not s and _near(o.end, level, o)]
+        ev.update(chance_level=rounded(level), chance_classes=k, ended_at_chance=True, chance_at=at, chance_text=text,
+                  chance_source=(f"{s.name}'s first logged value {first:.4g} is {text} (an untrained {k}-class "
+                                 f"classifier's loss) and it ends there again ({s.end:.4g})"),
+                  thresholds={"margin": CHANCE_LEVEL_MARGIN})
+        return {"level": level, "at": at, "given": False, "text": text}
+
     if near is None:
         return None
     ev["near_chance_level"] = near
