@@ -11,7 +11,7 @@ import time
 import torch
 from torch import nn
 
-from .loop import compute_loss
+from .usercode import user_code
 from .recipe import Recipe, batchnorm_layers, without_batchnorm
 from .result import ProbeResult
 
@@ -23,11 +23,13 @@ def layer_grad_norms(recipe: Recipe, model: nn.Module, seed: int = 0) -> dict[st
     gen = torch.Generator().manual_seed(seed + 5)
     sums: dict[str, float] = {}
     model.train()
-    for _ in range(GRAD_CHECK_BATCHES):
+    for i in range(GRAD_CHECK_BATCHES):
         idx = torch.randint(0, recipe.n_train, (recipe.batch_size,), generator=gen)
         model.zero_grad(set_to_none=True)
-        loss = compute_loss(recipe, model, recipe.X[idx], recipe.y[idx])
-        loss.backward()
+        what = f"batch {i + 1} of the gradient check with and without batch norm, train mode"
+        loss, _ = recipe.loss(model, recipe.batch(idx), what)
+        with user_code(f"backward ({what})"):
+            loss.float().backward()
         for name, p in model.named_parameters():
             if p.grad is not None and p.dim() > 1:
                 sums[name] = sums.get(name, 0.0) + float(p.grad.norm()) / GRAD_CHECK_BATCHES

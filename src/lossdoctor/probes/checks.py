@@ -115,7 +115,7 @@ def failed(ev: ProbeEvidence, run: dict | None) -> bool:
 
 # Ablations that are re-run at the range test's suggested rate when both runs at the user's rate
 # failed, and the probe result name of that re-run.
-SAFE_LR_VARIANTS = ("no_regularization", "no_clipping", "reinit")
+SAFE_LR_VARIANTS = ("no_regularization", "no_clipping", "reinit", "full_precision")
 
 
 def safe_lr_name(variant: str) -> str:
@@ -426,7 +426,8 @@ def rule_out(ev: ProbeEvidence) -> list[RuledOut]:
         out.append(RuledOut(code, by, evidence))
 
     for variant, code in (("no_regularization", "model.regularization_too_strong"),
-                          ("no_clipping", "optim.clipping_masks_lr"), ("reinit", "model.bad_init")):
+                          ("no_clipping", "optim.clipping_masks_lr"), ("reinit", "model.bad_init"),
+                          ("full_precision", "optim.amp_scale_collapse")):
         cmp = compare(ev, variant)
         if cmp and not cmp["helps"] and not cmp.get("inconclusive"):
             by = f"probe:ablation:{variant}" + (f" at lr {cmp['compared_at_lr']:.2g}" if cmp.get("compared_at_lr") else "")
@@ -463,7 +464,8 @@ def rule_out(ev: ProbeEvidence) -> list[RuledOut]:
 
 INCONCLUSIVE_CODES = (("lr_suggested", ("optim.lr_too_high", "optim.lr_too_low")),
                       ("no_regularization", ("model.regularization_too_strong",)),
-                      ("no_clipping", ("optim.clipping_masks_lr",)), ("reinit", ("model.bad_init",)))
+                      ("no_clipping", ("optim.clipping_masks_lr",)), ("reinit", ("model.bad_init",)),
+                      ("full_precision", ("optim.amp_scale_collapse",)))
 
 
 def inconclusive(ev: ProbeEvidence) -> list[dict[str, Any]]:
