@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import os
 import random
 import sys
@@ -33,6 +34,7 @@ from .probes.ablations import run_ablation
 from .probes.batchnorm import run_batchnorm_gradient_check
 from .probes.batches import split_batch
 from .probes.checks import SAFE_LR_VARIANTS, ProbeEvidence, confounded, inconclusive, rule_out, safe_lr_name
+from .probes.gradients import run_gradients_at_init
 from .probes.initial_loss import run_initial_loss
 from .probes.loop import train_run
 from .probes.lr_range import run_lr_range
@@ -183,10 +185,19 @@ def _model_and_data_facts(recipe: Recipe, notes: list[str], baseline: bool) -> t
         if X is None:
             notes.append("data checks skipped: the batches hold no single input tensor to profile")
             return None
+        extra = {}
+        if recipe.integer_inputs:
+            # token ids and category codes are not feature values: the data room profiles them only when
+            # it is told what they are (scales, quick baselines and label noise mean nothing on raw ids)
+            if "inputs" not in inspect.signature(profile_data).parameters:
+                notes.append("data checks skipped: the inputs are integer ids (token ids or category codes), which "
+                             "this version of lossdoctor.data.profile_data does not profile")
+                return None
+            extra["inputs"] = "token_ids"
         y = recipe.targets
         if y is not None and y.shape[0] != X.shape[0]:
             y = None  # per-token targets: the inputs are profiled alone
-        return profile_data(X, y, groups=recipe.groups, task=recipe.task, baseline=baseline)
+        return profile_data(X, y, groups=recipe.groups, task=recipe.task, baseline=baseline, **extra)
 
     def model_facts():
         from .model import inspect_model
@@ -316,6 +327,7 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, steps: 
             "batchnorm_out": BATCHNORM_CHECK_COST, "reruns": 0, **{f"ablation:{v}": steps for v in variants},
             "ablation:other_optimizer": steps}
     plan: list[dict[str, Any]] = [{"probe": "initial_loss", "steps": 0, "core": True},
+                                  {"probe": "gradients_at_init", "steps": 0, "core": True},
                                   {"probe": "baseline", "steps": steps, "core": True},
                                   {"probe": "lr_range", "steps": LR_RANGE_STEPS, "core": True},
                                   *({"probe": name, "steps": cost[name], "core": False} for name in optional)]
@@ -341,6 +353,8 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, steps: 
             return result
 
         ev.results["initial_loss"] = run_probe("initial loss", lambda: run_initial_loss(recipe))
+        ev.results["gradients_at_init"] = run_probe("gradients at initialization",
+                                                    lambda: run_gradients_at_init(recipe, seed))
         base_holder: dict[str, Any] = {}
 
         def baseline() -> ProbeResult:

@@ -163,6 +163,18 @@ def _subset_probe(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
     return symptom.source.startswith("probe:too_much_data")
 
 
+def _vanished_after_init(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    """The checkup measured the gradient across depth at initialization and it was healthy there (above
+    the symptom's own threshold): the vanishing grew during training. Without that measurement a
+    vanishing gradient may be structural (depth, activations), and the rate does not explain it."""
+    probes = evidence.probes
+    init = probes.get("gradients_at_init") if probes is not None else None
+    ratio = init.data.get("depth_ratio") if init else None
+    threshold = symptom.evidence.get("threshold")
+    return isinstance(ratio, (int, float)) and isinstance(threshold, (int, float)) and \
+        threshold <= ratio < float("inf")
+
+
 @dataclass(frozen=True)
 class Explanation:
     """``cause`` explains ``symptom`` when ``holds``; ``why`` is the reasoning shown to the user."""
@@ -185,6 +197,9 @@ EXPLANATIONS: tuple[Explanation, ...] = (
                 "never recover", _not_before_the_rate_blew_up),
     Explanation(LR_HIGH, SATURATED, "oversized updates drive the pre-activations into the flat tails of "
                 "tanh/sigmoid", _not_before_the_rate_blew_up),
+    Explanation(LR_HIGH, VANISHING, "oversized updates saturate the units (softmax, tanh/sigmoid, ReLU-family "
+                "pushed below zero) and the gradient through them vanishes; at initialization it did not",
+                _vanished_after_init),
     Explanation(LR_HIGH, AMP, "under float16 a too-high rate overflows the gradients on every step, so the "
                 "scaler keeps halving its scale"),
     Explanation(LR_HIGH, CLIP, "the run blew up although the clip cut most steps: the rate itself is too "
