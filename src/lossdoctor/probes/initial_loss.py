@@ -74,7 +74,7 @@ def run_initial_loss(recipe: Recipe) -> ProbeResult:
     t0 = time.monotonic()
     model = recipe.fresh_model()
     rows = default_eval_rows(recipe.n_train)
-    initial = eval_loss(recipe, model, rows)
+    initial = eval_loss(recipe, model, rows, label="initial loss")
     expected = expected_initial_loss(recipe)
     with torch.no_grad():
         model.eval()

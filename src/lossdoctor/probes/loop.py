@@ -96,7 +96,7 @@ def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
 
 
 @torch.no_grad()
-def eval_loss(recipe: Recipe, model: nn.Module, rows: torch.Tensor, val: bool = False) -> float:
+def eval_loss(recipe: Recipe, model: nn.Module, rows: torch.Tensor, val: bool = False, label: str = "") -> float:
     """The mean loss over ``rows`` in eval mode (weighted by rows per forward pass)."""
     was_training = model.training
     model.eval()
@@ -104,7 +104,8 @@ def eval_loss(recipe: Recipe, model: nn.Module, rows: torch.Tensor, val: bool = 
         total, n = 0.0, 0
         for i in range(0, rows.numel(), EVAL_BATCH_ROWS):
             chunk = rows[i:i + EVAL_BATCH_ROWS]
-            loss, _ = recipe.loss(model, recipe.batch(chunk, val=val), "measuring the loss, eval mode")
+            where = f"measuring the {'validation' if val else 'training'} loss{f' of the run {label!r}' if label else ''}"
+            loss, _ = recipe.loss(model, recipe.batch(chunk, val=val), f"{where}, eval mode")
             total += float(loss.float()) * chunk.numel()
             n += chunk.numel()
         return total / max(n, 1)
@@ -221,7 +222,7 @@ def train_run(
     result = RunResult(label=label, steps_planned=steps)
     checkpoints = {round(i * steps / FIT_POINTS) for i in range(1, FIT_POINTS)}
     result.fit_steps.append(0)
-    result.fit_losses.append(eval_loss(recipe, model, eval_rows))
+    result.fit_losses.append(eval_loss(recipe, model, eval_rows, label=label))
     scaler = recipe.new_scaler()
     stepper = Stepper(recipe, model, optimizer, clip, label, scaler)
     schedule = None
@@ -264,19 +265,20 @@ def train_run(
                 on_step(loss)
             if step in checkpoints and result.first_non_finite_step is None:
                 result.fit_steps.append(step)
-                result.fit_losses.append(eval_loss(recipe, model, eval_rows))
+                result.fit_losses.append(eval_loss(recipe, model, eval_rows, label=label))
     finally:
         if ctx is not None:
             ctx.__exit__(None, None, None)
     if result.first_non_finite_step is None and result.steps_done and result.fit_steps[-1] != result.steps_done:
         result.fit_steps.append(result.steps_done)
-        result.fit_losses.append(eval_loss(recipe, model, eval_rows))
+        result.fit_losses.append(eval_loss(recipe, model, eval_rows, label=label))
     if result.first_non_finite_step is None and result.fit_losses and not math.isfinite(result.fit_losses[-1]):
         result.first_non_finite_step = result.steps_done
     if clip is not None and result.grad_norms:
         result.clip_share = clipped / len(result.grad_norms)
     if recipe.val is not None and result.first_non_finite_step is None:
-        result.val_loss = eval_loss(recipe, model, torch.arange(min(recipe.val.n, FIT_ROWS * 2)), val=True)
+        result.val_loss = eval_loss(recipe, model, torch.arange(min(recipe.val.n, FIT_ROWS * 2)), val=True,
+                                     label=label)
     result.seconds = time.monotonic() - t0
     result.model = model
     return result

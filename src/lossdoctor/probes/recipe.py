@@ -220,8 +220,8 @@ class Recipe:
             if self.forward_fn is not None:  # returns the loss, or an output that carries it (.loss)
                 result = self.forward_fn(model, batch)
                 return (result if isinstance(result, (torch.Tensor, float, int)) else loss_of(result)), None
-            if self.loss_fn is None:
-                out = call_model(model, batch)
+            if self.loss_fn is None:  # the model computes its loss: a dict batch goes in whole (labels included)
+                out = call_model(model, dict(batch) if _is_mapping(batch) else split_batch(batch)[0])
                 return loss_of(out), out
             inputs, targets = split_batch(batch)
             out = call_model(model, inputs)
@@ -241,11 +241,15 @@ class Recipe:
         if self.forward_fn is not None:
             return "forward_fn(model, batch)"
         if self.loss_fn is None:
-            return "model(**batch).loss for a dict batch, model(*batch).loss otherwise"
+            return "model(**batch).loss for a dict batch (labels included), model(inputs).loss otherwise"
         return "loss_fn(model(inputs), targets), a batch being (inputs, targets) or a dict with 'labels'"
 
     def inputs_of(self, batch: Any) -> Any:
         return split_batch(batch)[0]
+
+
+def _is_mapping(batch: Any) -> bool:
+    return hasattr(batch, "items") and hasattr(batch, "keys") and not isinstance(batch, torch.Tensor)
 
 
 # -- helpers on model copies -------------------------------------------------------------------
@@ -437,8 +441,7 @@ def _check_labels(recipe: Recipe, examples: Examples, what: str) -> None:
             row = offset + int(bad[0])
             value = int(y[tuple(bad)])
             raise InputError(f"{what}: label {value} at row {row} is outside [0, {width}) (the model has {width} "
-                             f"outputs){'' if ignore is None else f'; {ignore} marks an ignored label'}: "
-                             "give the model one output per class, or map the labels to 0..C-1")
+                             "outputs): give the model one output per class, or map the labels to 0..C-1")
         offset += int(y.shape[0])
     if seen == 0:
         raise InputError(f"{what}: every label equals the loss's ignore_index {ignore}: there is nothing to learn "
