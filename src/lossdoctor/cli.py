@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="FILE.py:FUNCTION, where FUNCTION() returns the recipe dict")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
-    p.add_argument("--budget", type=float, default=60.0, help="time budget in seconds (default 60)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="time budget in seconds: how many of the optional probes run, never how long (default 300)")
     p.add_argument("--steps", type=int, default=None,
                    help="steps per probe run, fixed whatever the machine's speed (the budget still caps)")
     p.set_defaults(func=_cmd_checkup)
