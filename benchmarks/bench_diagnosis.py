@@ -32,9 +32,9 @@ import sys
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -105,10 +105,9 @@ def run_watch(path: Path, settings: Settings):
     """The recipe's own loop (its batches, loss, optimizer, clipping, schedule, precision) on the
     recipe's own model and optimizer, watched by lossdoctor.watch; the watch's report."""
     import lossdoctor
+    from lossdoctor._checkup import run_length
     from lossdoctor.probes.loop import train_run
     from lossdoctor.probes.recipe import normalize_recipe, set_schedule_horizon
-
-    from lossdoctor._checkup import run_length
 
     recipe = normalize_recipe(**load_recipe(path))
     steps = run_length(recipe, settings.steps)

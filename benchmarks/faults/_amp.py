@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from _common import digits
+from torch import nn
 
 
 class SoftmaxClassifier(nn.Module):

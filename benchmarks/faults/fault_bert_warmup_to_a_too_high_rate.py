@@ -1,8 +1,8 @@
 """Fault: a tiny BERT whose linear warm-up climbs to a peak rate of 0.05 (transformers peak at
 1e-4..5e-3): it learns during the warm-up, then falls apart at the peak."""
 import torch
-from transformers import get_linear_schedule_with_warmup
 from _text import bert_recipe, tiny_bert, token_digits
+from transformers import get_linear_schedule_with_warmup
 
 EXPECTED = "optim.lr_too_high"
 EPOCHS = 8

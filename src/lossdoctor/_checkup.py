@@ -19,31 +19,46 @@ import random
 import sys
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from .errors import InputError
 from .assemble import build_report
 from .curves import CHANCE_LEVEL_META, judge
+from .errors import InputError
 from .evidence import Curves, RunFacts
 from .findings import Report
 from .internal import report_internal_error
 from .probes.ablations import run_ablation
-from .probes.batchnorm import run_batchnorm_gradient_check
 from .probes.batches import split_batch
-from .probes.checks import SAFE_LR_VARIANTS, ProbeEvidence, confounded, inconclusive, rule_out, safe_lr_name
+from .probes.batchnorm import run_batchnorm_gradient_check
+from .probes.checks import (
+    SAFE_LR_VARIANTS,
+    ProbeEvidence,
+    confounded,
+    inconclusive,
+    rule_out,
+    safe_lr_name,
+)
 from .probes.gradients import run_gradients_at_init
 from .probes.initial_loss import run_initial_loss
 from .probes.loop import train_run
 from .probes.lr_range import run_lr_range
 from .probes.overfit_batch import run_overfit_batch
-from .probes.recipe import (Recipe, batchnorm_layers, dropout_layers, normalize_recipe, recipe_from_dict,
-                            recurrent_dropouts, set_schedule_horizon)
-from .probes.usercode import RecipeError, user_code
+from .probes.recipe import (
+    Recipe,
+    batchnorm_layers,
+    dropout_layers,
+    normalize_recipe,
+    recipe_from_dict,
+    recurrent_dropouts,
+    set_schedule_horizon,
+)
 from .probes.result import ProbeResult
 from .probes.subset import run_subset
+from .probes.usercode import RecipeError, user_code
 from .registry import Evidence
 
 # Steps per training run when neither ``steps`` nor the recipe's epochs say otherwise: enough for
@@ -157,7 +172,7 @@ def _call_room(notes: list[str], what: str, fn: Callable[[], Any]) -> Any:
         raise
     except InputError as exc:
         notes.append(f"{what} skipped: {exc}")
-    except Exception as exc:  # noqa: BLE001 - a bug elsewhere must not stop the checkup
+    except Exception as exc:
         if os.environ.get("LOSSDOCTOR_STRICT"):
             raise
         report_internal_error(f"checkup: {what}", exc)
@@ -344,7 +359,7 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, steps: 
                 result = fn()
             except InputError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - lossdoctor's bug: skip this probe, go on
+            except Exception as exc:
                 if os.environ.get("LOSSDOCTOR_STRICT"):
                     raise
                 report_internal_error(f"checkup: probe {name}", exc)
@@ -399,8 +414,8 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, steps: 
                 bar.add(len(reruns))
                 for variant in reruns:
                     plan.append({"probe": safe_lr_name(variant), "steps": steps, "core": False})
-                    optional_probe(safe_lr_name(variant), steps, lambda v=variant: run_ablation(
-                        recipe, v, steps, seed=seed, at_lr=safe.data["lr"]))
+                    optional_probe(safe_lr_name(variant), steps, lambda v=variant, lr=safe.data["lr"]: run_ablation(
+                        recipe, v, steps, seed=seed, at_lr=lr))
                 bar.done()
             elif name == "ablation:lr_suggested" and not suggested:
                 ev.results[name] = ProbeResult.skipped(name, "skipped: the range test gave no suggested rate")
@@ -469,7 +484,7 @@ def _monitor_step(holder: dict, loss) -> None:
     if w is not None:
         try:
             w.step(loss)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if os.environ.get("LOSSDOCTOR_STRICT"):
                 raise
             report_internal_error("checkup: monitor step", exc)

@@ -9,7 +9,8 @@ How it decides:
 1. **Settled speculation goes.** A curve check that cannot decide a cause from the log alone adds
    an info finding naming the experiment that would settle it. Where that experiment has run (the
    checkup's probes found the cause, ruled it out or could not decide), the hint is dropped; a
-   cause another room named that the experiment ruled out stays, as info, with ``refuted_by``.
+   cause the model or data checks named from structure alone, that its experiment ruled out on a
+   baseline that trains, stays as info, with ``refuted_by``.
 2. **Causes explain symptoms.** ``EXPLANATIONS`` lists, for each cause, the findings it produces and
    the evidence that must hold for the link (order in time, where the problem sits, how it was
    measured): a learning rate that is too high explains exploding gradients, logit overflow, the
@@ -343,19 +344,24 @@ def _drop_settled_speculation(findings: list[Finding], evidence: Evidence) -> li
 
 
 def _demote_refuted(findings: list[Finding], evidence: Evidence) -> None:
-    """A cause named by a room that runs no experiment (the model's or the data's structure, the
-    curves, the monitor) and that an experiment of the checkup ruled out is kept as the fact it is,
-    not as a cause: it becomes info, with the experiment that refuted it (a zero-initialized LoRA
-    B matrix is "all-zero weights", and re-initializing it changes nothing)."""
+    """A cause the model or data checks name from structure alone, that its experiment in the checkup
+    ruled out on a baseline that trains (a failing baseline may hide one cause behind another), is
+    kept as the fact it is, not as a cause: it becomes info, with the experiment that refuted it (a
+    zero-initialized LoRA B matrix is "all-zero weights", and the recipe trains). The comparison must
+    have been made against a run that trains: the user's, or the one at the suggested rate."""
     probes = evidence.probes
     if probes is None:
         return
-    from .probes.checks import rule_out
+    from .probes.checks import failed, rule_out
 
     refuted = {r.code: r for r in rule_out(probes) if r.by.startswith("probe:")}
     for f in findings:
         r = refuted.get(f.code)
-        if r is not None and f.severity != "info" and not f.source.startswith("probe:"):
+        if r is None or f.severity == "info" or not f.source.startswith(("model:", "data:")):
+            continue
+        # the run the experiment was compared against: the user's, or the one at the suggested rate
+        reference = probes.run("ablation:lr_suggested" if r.evidence.get("compared_at_lr") else "baseline")
+        if reference and not failed(probes, reference):
             f.severity = "info"
             f.evidence["refuted_by"] = {"experiment": r.by, **r.evidence}
 

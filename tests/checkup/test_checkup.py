@@ -2,7 +2,6 @@
 safety of the user's objects, the remedies, bad input."""
 import copy
 import json
-import math
 import random
 
 import numpy as np

@@ -12,12 +12,16 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from lossdoctor.errors import InputError
 from lossdoctor.probes.batchnorm import run_batchnorm_gradient_check
-from lossdoctor.probes.checks import ProbeEvidence, batchnorm_masks_gradients, initial_loss_far_off
+from lossdoctor.probes.checks import (
+    ProbeEvidence,
+    batchnorm_masks_gradients,
+    initial_loss_far_off,
+)
 from lossdoctor.probes.initial_loss import run_initial_loss
+from lossdoctor.probes.loop import train_run
 from lossdoctor.probes.lr_range import run_lr_range
 from lossdoctor.probes.recipe import normalize_recipe, recipe_from_dict
 from lossdoctor.probes.subset import run_subset
-from lossdoctor.probes.loop import train_run
 
 
 @pytest.fixture(scope="module")

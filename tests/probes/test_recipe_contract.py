@@ -3,7 +3,6 @@ learning-rate schedules replayed at any peak rate, frozen parameters left alone.
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
@@ -15,7 +14,7 @@ from lossdoctor.probes.loop import train_run
 from lossdoctor.probes.recipe import normalize_recipe, set_schedule_horizon
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "faults"))
-from _text import loaders, tiny_bert, token_digits  # noqa: E402
+from _text import loaders, tiny_bert, token_digits
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +85,7 @@ def test_gradient_accumulation_takes_that_many_micro_batches_per_optimizer_step(
 def test_a_warm_up_schedule_is_replayed_on_every_copy_and_scaled_to_the_peak_rate(digits, as_instance):
     model = mlp()
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.02)
-    warmup = lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20))  # noqa: E731
+    warmup = lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20))
     scheduler = warmup(optimizer) if as_instance else warmup
     recipe = normalize_recipe(model, digits, nn.CrossEntropyLoss(), optimizer, scheduler=scheduler)
     set_schedule_horizon(recipe, 60)

@@ -13,9 +13,9 @@ import time
 import torch
 from torch import nn
 
+from .checks import SAFE_LR_VARIANTS
 from .loop import RunResult, train_run
 from .recipe import Recipe, without_dropout
-from .checks import SAFE_LR_VARIANTS
 from .result import ProbeResult
 
 ADAM_LR = 1e-3  # Adam's default rate, the usual first try

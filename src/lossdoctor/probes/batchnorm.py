@@ -8,11 +8,11 @@ from __future__ import annotations
 import time
 
 import torch
-from torch import nn
 
 from .gradients import depth_ratio, layer_grad_norms
 from .recipe import Recipe, batchnorm_layers, without_batchnorm
 from .result import ProbeResult
+
 
 def run_batchnorm_gradient_check(recipe: Recipe, seed: int = 0) -> ProbeResult:
     t0 = time.monotonic()

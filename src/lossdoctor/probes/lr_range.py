@@ -47,7 +47,7 @@ def run_lr_range(recipe: Recipe, steps: int, seed: int = 0) -> ProbeResult:
         for g, r in zip(optimizer.param_groups, ratios):
             g["lr"] = lr * r
         batches = [recipe.batch(torch.randint(0, n, (bs,), generator=gen)) for _ in range(recipe.accumulation)]
-        loss, _, skipped = stepper.step(batches, i + 1)
+        loss, _, _ = stepper.step(batches, i + 1)
         value = float(loss)
         if not math.isfinite(value):
             stopped = "non-finite loss"

@@ -15,15 +15,25 @@ import copy
 import inspect
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import InputError
-from .batches import (Examples, as_tensor, call_model, load_examples, logits_of, loss_of, map_tensors, split_batch,
-                      tensors_of)
+from .batches import (
+    Examples,
+    as_tensor,
+    call_model,
+    load_examples,
+    logits_of,
+    loss_of,
+    map_tensors,
+    split_batch,
+    tensors_of,
+)
 from .schedule import Schedule
 from .usercode import RecipeError, describe, user_code
 
@@ -613,4 +623,4 @@ def recipe_from_dict(spec: Any, origin: str = "build()") -> dict[str, Any]:
     return dict(spec)
 
 
-__all__ = ["Recipe", "normalize_recipe", "recipe_from_dict", "as_tensor", "RecipeError"]
+__all__ = ["Recipe", "RecipeError", "as_tensor", "normalize_recipe", "recipe_from_dict"]

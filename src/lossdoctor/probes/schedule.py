@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -66,7 +67,7 @@ class Schedule:
                              "scheduler (expected scheduler(optimizer) -> torch.optim.lr_scheduler.LRScheduler)")
         return scheduler
 
-    def start(self, optimizer: torch.optim.Optimizer, scale: float = 1.0) -> "Running":
+    def start(self, optimizer: torch.optim.Optimizer, scale: float = 1.0) -> Running:
         return Running(self._shadow_scheduler(), optimizer, scale, self.every)
 
     def rates(self, steps: int) -> list[float]:

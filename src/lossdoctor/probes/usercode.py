@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 import traceback
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import InputError
 
@@ -83,7 +83,7 @@ def user_code(what: str, hint: str | None = None) -> Iterator[None]:
         raise
     except KeyboardInterrupt:
         raise
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - whatever the user's code raises
+    except (Exception, SystemExit) as exc:
         where = user_frame(exc)
         message = f"recipe: {what} raised {describe(exc)}" if not isinstance(exc, SystemExit) else \
             f"recipe: {what} called sys.exit({exc.code!r})"

@@ -1,6 +1,5 @@
 """Every label is -100, CrossEntropyLoss's ignore_index (a masking step that masked everything)."""
 import torch
-
 from _digits import digits, recipe
 
 EXPECT = r"InputError: train: every label equals the loss's ignore_index -100"

@@ -1,8 +1,7 @@
 """A DataLoader whose collate_fn fails on some batches."""
 import torch
-from torch.utils.data import DataLoader, TensorDataset
-
 from _digits import digits, recipe
+from torch.utils.data import DataLoader, TensorDataset
 
 EXPECT = r"InputError: recipe: the collate function raised KeyError"
 

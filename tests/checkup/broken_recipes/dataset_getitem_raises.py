@@ -1,6 +1,5 @@
 """A Dataset whose __getitem__ raises for some indices (a missing file on disk)."""
 import torch
-
 from _digits import digits, recipe
 
 EXPECT = r"InputError: recipe: train: Broken\[250\] raised FileNotFoundError"

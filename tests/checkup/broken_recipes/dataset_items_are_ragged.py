@@ -1,6 +1,5 @@
 """A Dataset whose items have different lengths, with no collate_fn that pads them."""
 import torch
-
 from _digits import digits, recipe
 
 EXPECT = r"InputError: train: its items cannot be batched .* pass a DataLoader with a collate_fn"

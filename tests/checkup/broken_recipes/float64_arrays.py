@@ -1,10 +1,8 @@
 """numpy float64 arrays straight from scikit-learn into a float32 model: cast with a note."""
 import numpy as np
-import torch
+from _digits import mlp, recipe
 from sklearn.datasets import load_digits
 from sklearn.preprocessing import StandardScaler
-
-from _digits import mlp, recipe
 
 EXPECT = "Report"
 

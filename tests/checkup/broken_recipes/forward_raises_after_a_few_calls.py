@@ -1,7 +1,6 @@
 """A model whose forward raises on its 30th call (a shape it does not expect, a cache that overflows)."""
-from torch import nn
-
 from _digits import mlp, recipe
+from torch import nn
 
 EXPECT = r"InputError: recipe: the forward and loss \(.*\) raised RuntimeError: cache full .*forward_raises_after_a_few_calls.py:\d+"
 

@@ -1,7 +1,6 @@
 """A model whose forward fails in train mode only (a training-only branch with a bug)."""
-from torch import nn
-
 from _digits import mlp, recipe
+from torch import nn
 
 EXPECT = r"InputError: recipe: the forward and loss \(on 4 training rows, train mode\) raised ValueError: noise"
 

@@ -1,6 +1,5 @@
 """LBFGS, whose step() needs a closure: a valid recipe the probes must step with one."""
 import torch
-
 from _digits import mlp, recipe
 
 EXPECT = "Report"

@@ -1,7 +1,6 @@
 """A loss_fn that calls .item(): it returns a Python float, which cannot be back-propagated."""
-from torch import nn
-
 from _digits import recipe
+from torch import nn
 
 EXPECT = r"InputError: recipe: the forward and loss .* returned a Python number"
 

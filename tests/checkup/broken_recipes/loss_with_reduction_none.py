@@ -1,7 +1,6 @@
 """CrossEntropyLoss(reduction="none"): one loss per row, never reduced."""
-from torch import nn
-
 from _digits import recipe
+from torch import nn
 
 EXPECT = r"InputError: recipe: .* returned a tensor of shape \[4\], expected a scalar loss"
 

@@ -1,7 +1,6 @@
 """A model that holds an open generator, which deepcopy cannot copy."""
-from torch import nn
-
 from _digits import mlp, recipe
+from torch import nn
 
 EXPECT = r"InputError: model: cannot be deep-copied"
 

@@ -1,6 +1,5 @@
 """A custom optimizer with a required constructor argument that is not a hyper-parameter: rebuilt by copy."""
 import torch
-
 from _digits import mlp, recipe
 
 EXPECT = "Report"

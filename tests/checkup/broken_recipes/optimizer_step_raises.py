@@ -1,6 +1,5 @@
 """An optimizer whose step() fails once it has state (a bug in a custom update rule)."""
 import torch
-
 from _digits import mlp, recipe
 
 EXPECT = r"InputError: recipe: optimizer.step\(\) \(step 2 of the run .*\) raised ZeroDivisionError"

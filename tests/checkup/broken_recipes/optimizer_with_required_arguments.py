@@ -1,6 +1,5 @@
 """A custom optimizer whose constructor requires its hyper-parameters (no defaults): a valid recipe."""
 import torch
-
 from _digits import mlp, recipe
 
 EXPECT = "Report"

@@ -1,6 +1,5 @@
 """A scheduler factory with a bug (a keyword the scheduler does not take)."""
 import torch
-
 from _digits import recipe
 
 EXPECT = r"InputError: recipe: the scheduler factory raised TypeError"

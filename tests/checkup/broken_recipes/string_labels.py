@@ -1,6 +1,5 @@
 """Class names as strings instead of class indices."""
 import numpy as np
-
 from _digits import digits, recipe
 
 EXPECT = r"InputError: train\[1\] \(y\): an object array cannot be trained on"
