@@ -334,9 +334,11 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, steps: 
     has_bn = bool(facts["batchnorm"])
     overfit_steps = max(MIN_STEPS, int(steps * OVERFIT_SHARE))
     monitor_steps = min(steps, MONITOR_MAX_STEPS)
-    # The plan, in the order the probes run: the core always runs, the budget decides how many of the
-    # others do (each runs whole). Costs are in optimizer steps of the user's batch size.
-    optional = ["monitor", *[f"ablation:{v}" for v in variants], "reruns", "subset", "overfit_batch",
+    # The plan, in the order the probes run: the core (the initial loss and gradients, the baseline, the
+    # range test and its confirmation run) always runs, the budget decides how many of the others do
+    # (each runs whole). Costs are in optimizer steps of the user's batch size.
+    optional = ["monitor", *[f"ablation:{v}" for v in variants if v != "lr_suggested"], "reruns", "subset",
+                "overfit_batch",
                 *(["batchnorm_out"] if has_bn else []), "ablation:other_optimizer"]
     cost = {"monitor": monitor_steps * MONITOR_COST, "subset": steps, "overfit_batch": overfit_steps,
             "batchnorm_out": BATCHNORM_CHECK_COST, "reruns": 0, **{f"ablation:{v}": steps for v in variants},
@@ -345,6 +347,7 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, steps: 
                                   {"probe": "gradients_at_init", "steps": 0, "core": True},
                                   {"probe": "baseline", "steps": steps, "core": True},
                                   {"probe": "lr_range", "steps": LR_RANGE_STEPS, "core": True},
+                                  {"probe": "ablation:lr_suggested", "steps": steps, "core": True},
                                   *({"probe": name, "steps": cost[name], "core": False} for name in optional)]
     stats = None
     with _Progress(progress, len(plan) + 1) as bar:
@@ -382,6 +385,12 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, steps: 
         per_step = (base.seconds / max(base.steps_done, 1)) if base is not None else 0.0
         ev.results["lr_range"] = run_probe("lr_range", lambda: run_lr_range(recipe, LR_RANGE_STEPS, seed))
         suggested = ev.get("lr_range").data.get("suggested_lr") if ev.get("lr_range") else None
+        if suggested:  # the range test's confirmation: without it no rate is ever named
+            ev.results["ablation:lr_suggested"] = run_probe("ablation:lr_suggested", lambda: run_ablation(
+                recipe, "lr_suggested", steps, suggested_lr=suggested, seed=seed))
+        else:
+            ev.results["ablation:lr_suggested"] = ProbeResult.skipped(
+                "ablation:lr_suggested", "skipped: the range test gave no suggested rate")
 
         def optional_probe(name: str, cost_steps: float, fn: Callable[[], ProbeResult]) -> None:
             if not budget.fits(cost_steps * recipe.accumulation * per_step):
@@ -416,9 +425,6 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, steps: 
                     plan.append({"probe": safe_lr_name(variant), "steps": steps, "core": False})
                     optional_probe(safe_lr_name(variant), steps, lambda v=variant, lr=safe.data["lr"]: run_ablation(
                         recipe, v, steps, seed=seed, at_lr=lr))
-                bar.done()
-            elif name == "ablation:lr_suggested" and not suggested:
-                ev.results[name] = ProbeResult.skipped(name, "skipped: the range test gave no suggested rate")
                 bar.done()
             elif name.startswith("ablation:"):
                 variant = name.split(":", 1)[1]
