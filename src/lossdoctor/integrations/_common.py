@@ -273,6 +273,31 @@ def batch_facts(inputs: Any = None, targets: Any = None) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------
+# The model, inspected on the first batch (the model room's checks: output layer, initialization).
+
+# inspect_model runs a deep copy (lossdoctor never runs the user's own model): the copy's memory is
+# 4 bytes per parameter. Up to 100 million parameters (400 MB) that is small beside what training
+# the model takes; a larger model is inspected only when the user asks (check_model=True).
+MODEL_CHECK_MAX_PARAMETERS = 100_000_000
+
+
+def torch_model_facts(model: Any, inputs: Any, targets: Any = None, optimizer: Any = None,
+                      check: bool | str = "auto") -> Any:
+    """``ModelFacts`` of a torch model observed on a copy with the first batch (before any update,
+    so that its initialization is judged), or None when not asked or too large for ``"auto"``."""
+    if check is False or inputs is None:
+        return None
+    if check == "auto" and sum(p.numel() for p in model.parameters()) > MODEL_CHECK_MAX_PARAMETERS:
+        return None
+    from ..model.inspect import inspect_model
+
+    try:
+        return inspect_model(model, sample_input=inputs, targets=targets, optimizer=optimizer)
+    except InputError:  # its forward does not take the batch's inputs (a LightningModule without one)
+        return inspect_model(model, targets=targets, optimizer=optimizer)
+
+
+# ------------------------------------------------------------------------------------------------
 # Leaving the report where users look: files, the framework's loggers, Weights & Biases.
 
 

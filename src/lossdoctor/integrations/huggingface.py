@@ -35,6 +35,7 @@ from ..evidence import TRAIN_LOSS, Curves, RunFacts
 from ..findings import Report
 from ..internal import report_internal_error
 from ..logs.huggingface import read_trainer_state
+from ..monitor.watcher import _Hook
 from ._common import (
     CurveRecorder,
     WatchOwner,
@@ -48,6 +49,7 @@ from ._common import (
     require,
     split_batch,
     start_watch,
+    torch_model_facts,
     write_tensorboard_text,
     write_to_mlflow,
 )
@@ -129,6 +131,9 @@ class LossDoctorCallback(WatchOwner, TrainerCallback):
         halt_on_nan: stop training once a logged loss or gradient norm is NaN/Inf.
         print_report: print the report at the end of training (main process).
         log_report: write the verdict and the finding to fix first to the ``report_to`` trackers.
+        check_model: inspect the model on a copy with the first batch, before the first update (output
+            layer against the loss and the labels, initialization): "auto" up to 100 million
+            parameters, True, or False.
         html / json: paths to write the report to at the end of training (main process).
         wandb: write the findings to the active Weights & Biases run, if any (main process).
         tensorboard: passed to ``lossdoctor.watch`` (a log dir for its histograms).
@@ -136,14 +141,15 @@ class LossDoctorCallback(WatchOwner, TrainerCallback):
     """
 
     def __init__(self, every: int | None = None, *, watch_model: bool = True, halt_on_nan: bool = False,
-                 print_report: bool = True, log_report: bool = True, html: str | None = None,
+                 print_report: bool = True, log_report: bool = True, check_model: bool | str = "auto",
+                 html: str | None = None,
                  json: str | None = None, wandb: bool = True, tensorboard: str | None = None,
                  **watch_kwargs: Any) -> None:
         if every is not None and every < 1:
             raise ValueError(f"every must be a positive number of steps, got {every}")
         self.every = every
         self.watch_model, self.halt_on_nan, self.print_report = watch_model, halt_on_nan, print_report
-        self.log_report = log_report
+        self.log_report, self.check_model = log_report, check_model
         self.html, self.json, self.wandb = output_path(html, "html"), output_path(json, "json"), bool(wandb)
         self.tensorboard, self.watch_kwargs = tensorboard, watch_kwargs
         self.report: Report | None = None
@@ -151,6 +157,8 @@ class LossDoctorCallback(WatchOwner, TrainerCallback):
         self._watch = None
         self._forward_hook = None
         self._observed: dict[str, Any] = {}
+        self._first_batch: Any = None  # the first training batch, until the model is inspected on it
+        self._model_facts = None
         self._step_loss: Any = None  # the training forwards' loss since the last optimizer step (a tensor)
         self._step_forwards = 0
         self._recorder = CurveRecorder()  # the loss of every optimizer step, as the model returned it
@@ -160,6 +168,7 @@ class LossDoctorCallback(WatchOwner, TrainerCallback):
     @guarded("huggingface")
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs) -> None:
         self.report, self.halted_at, self._observed = None, None, {}
+        self._first_batch, self._model_facts = None, None
         self._close_watch()
         handler = calling_instance(CallbackHandler)
         self._trackers = list(handler.callbacks) if handler is not None else []
@@ -167,7 +176,8 @@ class LossDoctorCallback(WatchOwner, TrainerCallback):
         self._step_loss, self._step_forwards = None, 0
         self._recorder = CurveRecorder()
         if model is not None:
-            self._forward_hook = model.register_forward_hook(self._observe_forward, with_kwargs=True)
+            # a hook that turns inert in a deep copy of the model (EMA, checkpoints, the inspection's copy)
+            self._forward_hook = model.register_forward_hook(_Hook(self._observe_forward), with_kwargs=True)
         if self.watch_model and model is not None:
             # Every rank watches: the watch's read-outs may be collectives every rank must enter.
             every = self.every or DEFAULT_EVERY
@@ -185,6 +195,7 @@ class LossDoctorCallback(WatchOwner, TrainerCallback):
                 if inputs is None and args:
                     inputs = args[0]
                 self._observed = {**batch_facts(inputs, targets), "width": _logits_width(output)}
+                self._first_batch = (args, dict(kwargs))  # inspected before the first update
             loss = _loss_of(output)
             if loss is not None:
                 loss = loss.detach()
@@ -207,6 +218,16 @@ class LossDoctorCallback(WatchOwner, TrainerCallback):
         mlflow = sys.modules.get("mlflow")  # only a run the Trainer's MLflowCallback (or the user) started
         run = mlflow.active_run() if mlflow is not None and hasattr(mlflow, "active_run") else None
         return run.info.run_id if run is not None else None
+
+    @guarded("huggingface")
+    def on_pre_optimizer_step(self, args, state, control, model=None, optimizer=None, **kwargs) -> None:
+        batch, self._first_batch = self._first_batch, None
+        if batch is None or model is None:
+            return
+        positional, keywords = batch
+        inputs = keywords if keywords else (positional[0] if len(positional) == 1 else positional)
+        self._model_facts = torch_model_facts(model, inputs, split_batch(keywords)[1], _raw_optimizer(optimizer),
+                                              self.check_model)
 
     @guarded("huggingface")
     def on_step_end(self, args, state, control, **kwargs) -> None:
@@ -259,7 +280,7 @@ class LossDoctorCallback(WatchOwner, TrainerCallback):
         if initial:
             run.lr = max(initial)
         self.report = assemble_report(
-            curves, stats, source="transformers", run=run,
+            curves, stats, source="transformers", run=run, model=self._model_facts,
             metadata={"framework": "transformers", "global_step": state.global_step,
                       "halted_at_step": self.halted_at, **meta})
         if not state.is_world_process_zero:

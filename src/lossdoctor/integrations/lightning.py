@@ -41,6 +41,7 @@ from ._common import (
     split_batch,
     start_watch,
     summary_fields,
+    torch_model_facts,
     write_to_mlflow,
 )
 
@@ -100,6 +101,8 @@ class LossDoctorCallback(WatchOwner, pl.Callback):
         halt_on_nan: stop training (all ranks) once the training loss is NaN/Inf.
         print_report: print the report at the end of fit (rank 0).
         log_report: write the verdict and the finding to fix first to the Trainer's loggers (rank 0).
+        check_model: inspect the model on a copy with the first batch (output layer against the
+            targets, initialization): "auto" up to 100 million parameters, True, or False.
         html / json: paths to write the report to at the end of fit (rank 0).
         wandb: write the findings to the active Weights & Biases run, if any (rank 0).
         tensorboard: passed to ``lossdoctor.watch`` (a log dir for its histograms).
@@ -108,15 +111,16 @@ class LossDoctorCallback(WatchOwner, pl.Callback):
 
     def __init__(self, every: int = 50, *, val_key: str | None = None, train_key: str | None = None,
                  watch_model: bool = True, halt_on_nan: bool = False, print_report: bool = True,
-                 log_report: bool = True, html: str | None = None, json: str | None = None, wandb: bool = True,
-                 tensorboard: str | None = None, **watch_kwargs: Any) -> None:
+                 log_report: bool = True, check_model: bool | str = "auto", html: str | None = None,
+                 json: str | None = None, wandb: bool = True, tensorboard: str | None = None,
+                 **watch_kwargs: Any) -> None:
         super().__init__()
         if every < 1:
             raise ValueError(f"every must be a positive number of batches, got {every}")
         self.every = int(every)
         self.val_key, self.train_key = val_key, train_key
         self.watch_model, self.halt_on_nan = watch_model, halt_on_nan
-        self.print_report, self.log_report = print_report, log_report
+        self.print_report, self.log_report, self.check_model = print_report, log_report, check_model
         self.html, self.json, self.wandb = output_path(html, "html"), output_path(json, "json"), bool(wandb)
         self.tensorboard, self.watch_kwargs = tensorboard, watch_kwargs
         self.report: Report | None = None
@@ -126,11 +130,13 @@ class LossDoctorCallback(WatchOwner, pl.Callback):
         self._batches = 0
         self._max_norm: float | None = None
         self._batch_facts: dict[str, str] | None = None
+        self._model_facts = None
 
     # -- set-up ----------------------------------------------------------------------------
     @guarded("lightning")
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.report, self.halted_at, self._batches, self._batch_facts = None, None, 0, None
+        self._model_facts = None
         self._recorder = CurveRecorder()
         clip = trainer.gradient_clip_val
         algorithm = str(trainer.gradient_clip_algorithm or "norm").lower()
@@ -150,7 +156,14 @@ class LossDoctorCallback(WatchOwner, pl.Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         if self._batch_facts is None:  # dtypes and shapes only: no synchronisation
-            self._batch_facts = batch_facts(*split_batch(batch))
+            inputs, targets = split_batch(batch)
+            self._batch_facts = batch_facts(inputs, targets)
+            self._inspect(trainer, pl_module, inputs, targets)
+
+    @guarded("lightning")
+    def _inspect(self, trainer: pl.Trainer, pl_module: pl.LightningModule, inputs: Any, targets: Any) -> None:
+        optimizer = trainer.optimizers[0] if len(trainer.optimizers) == 1 else None
+        self._model_facts = torch_model_facts(pl_module, inputs, targets, optimizer, self.check_model)
 
     @guarded("lightning")
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
@@ -212,7 +225,8 @@ class LossDoctorCallback(WatchOwner, pl.Callback):
                     "halted_at_step": self.halted_at}
         optimizer = trainer.optimizers[0] if len(trainer.optimizers) == 1 else None
         run = RunFacts.of_torch("lightning", pl_module, optimizer, self._max_norm, **(self._batch_facts or {}))
-        self.report = assemble_report(curves, stats, source="lightning", run=run, metadata=metadata)
+        self.report = assemble_report(curves, stats, source="lightning", run=run, model=self._model_facts,
+                                      metadata=metadata)
         if not trainer.is_global_zero:
             return
         if self.log_report:

@@ -304,10 +304,13 @@ class InputScale(Instrumented):
         self.compiled = compiled  # only the compiled wrapper is hooked: its input is the model's
 
     def on_forward(self, sample: Sample, module, info: "ModuleInfo", args, output, is_root: bool) -> None:
-        if self.key in sample.states or not (info.layer >= 0 or (self.compiled and is_root)):
+        # The root's forward ends after its layers': it measures only when no layer did, i.e. when the
+        # model's layers are not called as torch modules (a compiled graph, or Keras 3 on torch, whose
+        # weights sit in one ParameterDict): its own input is then what the network sees.
+        if self.key in sample.states or not (info.layer >= 0 or is_root):
             return
         sample.states[self.key] = None  # the first layer only, whatever it holds
-        if info.is_normalization:
+        if info.is_normalization and not is_root:
             return
         ins = [t for t in _all_tensors(args)]
         if ins and ins[0].is_floating_point():
@@ -323,7 +326,7 @@ class InputScale(Instrumented):
         others = tuple(d for d in range(x.dim()) if d != feature_dim)
         x = x.float()
         rows = x.numel() / x.shape[feature_dim]
-        sample.states[self.key] = (info.name if not (self.compiled and is_root) else "model input", kind, rows,
+        sample.states[self.key] = (info.name if not is_root else "model input", kind, rows,
                                    x.sum(dim=others), (x * x).sum(dim=others), x.abs().amax(dim=others))
 
     def read_sample(self, sample: Sample, record: SampleRecord) -> None:
