@@ -8,7 +8,10 @@ What it does during ``trainer.fit``:
   validation loss Lightning logged (``trainer.callback_metrics``), the learning rate, and the total
   gradient norm *before* Lightning clips it (``on_before_optimizer_step`` runs before clipping);
 * reads the first batch's dtypes (class-id targets, token-id inputs) so that the report knows a
-  classifier from a regression and its chance level (ln K for K output units);
+  classifier from a regression and its chance level (ln K for K output units), and inspects the
+  model on a copy with that batch before the first update (the model room's checks: initialization,
+  output layer against the targets);
+* hands every step's loss to the watch (its spike and warm-up evidence);
 * at the end of fit, judges the curves, the watch's read-out and the run's facts through the same
   registry and differential as every other entry point, keeps the Report as ``callback.report``,
   prints it, writes it as HTML/JSON when asked (``html=``, ``json=``), writes the verdict and the

@@ -329,12 +329,24 @@ def recurrent_gates_without_sigmoid(model: ModelFacts) -> list[Finding]:
 
 
 # -- model.bad_init -----------------------------------------------------------------------------
+def _second_factor_of_a_low_rank_product(layers: list[LayerFacts], i: int) -> bool:
+    """A zero layer right after a random linear bottleneck that feeds it (a LoRA adapter's B, a
+    zero-initialized residual branch): the product starts as a zero update on purpose, and its
+    gradient g (A x)^T differs per unit, so it learns. Both factors zero is the fault."""
+    if i == 0 or not layers[i].all_zero:
+        return False
+    first = layers[i - 1]
+    return (first.activation is None and not first.constant and first.fan_out == layers[i].fan_in
+            and first.fan_out < first.fan_in)
+
+
 @check
 def constant_or_symmetric_weights(model: ModelFacts) -> list[Finding]:
     """All-zero / constant weights, or units sharing one weight row: symmetry training cannot break."""
     hidden, output = [], []
-    for layer in model.layers:
-        if layer.constant or layer.duplicate_row_share > 0:
+    for i, layer in enumerate(model.layers):
+        if (layer.constant or layer.duplicate_row_share > 0) and not _second_factor_of_a_low_rank_product(
+                model.layers, i):
             (output if layer.is_output else hidden).append(layer)
     findings = []
     if hidden:
