@@ -190,3 +190,43 @@ def test_a_rate_of_1_names_the_rate_first_in_keras_words(digits):
     assert not report.has("data.unnormalized")  # the pixels are already in [0, 1]
     assert_keras_words(report)
     # the healthy twin is test_logits_into_a_from_logits_loss_train_clean (the same model at 1e-3)
+
+
+def test_the_report_goes_beside_the_logs_of_keras_tensorboard_callback(digits, tmp_path):
+    pytest.importorskip("tensorflow")  # Keras' TensorBoard callback writes through tf.summary
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    X, y = digits
+    model = classifier(None)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=sparse_ce())
+    doctor = LossDoctorCallback(print_report=False)
+    model.fit(X, y, batch_size=32, epochs=1, verbose=0,
+              callbacks=[keras.callbacks.TensorBoard(str(tmp_path)), doctor])
+    events = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0})
+    events.Reload()
+    text = events.Tensors("lossdoctor/report/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert f"**verdict:** `{doctor.report.verdict}`" in text
+
+
+def test_html_and_json_are_written_at_the_end_of_fit(digits, tmp_path):
+    callback = fit(classifier("softmax"), digits, sparse_ce(), keras.optimizers.Adam(1e-3), epochs=1,
+                   html=tmp_path / "k.html", json=tmp_path / "k.json")
+    assert Report.from_json((tmp_path / "k.json").read_text()).codes == callback.report.codes
+    assert "model.activation_mismatch" in (tmp_path / "k.html").read_text()
+
+
+def test_findings_go_to_the_active_wandb_run(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    wandb = pytest.importorskip("wandb")
+    import json
+    from pathlib import Path
+
+    run = wandb.init(project="lossdoctor-test", dir=str(tmp_path))
+    try:
+        callback = fit(classifier("softmax"), digits, sparse_ce(), keras.optimizers.Adam(1e-3), epochs=1)
+        assert run.summary["lossdoctor/top_finding"] == "model.activation_mismatch"
+        (table_file,) = Path(run.dir).rglob("media/table/lossdoctor/findings_*.table.json")
+        assert [row[1] for row in json.loads(table_file.read_text())["data"]] == callback.report.codes
+    finally:
+        run.finish()
