@@ -459,6 +459,8 @@ def _loss_spike(stats: WatchStats) -> dict[str, Any] | None:
     start = _level(values[:min(LEVEL_WINDOW_STEPS, i)])
     tail = values[i:][-max(LEVEL_WINDOW_STEPS, (values.size - i) // 10):]
     non_finite_after = first_bad is not None and first_bad >= i
+    window = np.where(finite, values, np.inf)[i:i + LEVEL_WINDOW_STEPS]
+    stayed_up = bool(np.median(window) > SPIKE_OVER_PREVIOUS_MAX * running_max[i - 1]) if jump is not None else False
     end = _level(tail)
     died = non_finite_after or not math.isfinite(end) or end >= (1 - DIED_PROGRESS_SHARE) * start
     if not died and end <= best_before:
@@ -466,7 +468,7 @@ def _loss_spike(stats: WatchStats) -> dict[str, Any] | None:
     return {"spike_step": int(steps[i]), "onset_step": int(steps[bottom]), "loss_at_spike": float(values[i]),
             "loss_before_spike": best_before,
             "start_loss": start, "end_loss": end, "died": bool(died), "non_finite_after": bool(non_finite_after),
-            "loss_jumped": jump is not None, "spike_over_previous_max": SPIKE_OVER_PREVIOUS_MAX}
+            "loss_jumped": jump is not None, "stayed_up": stayed_up, "spike_over_previous_max": SPIKE_OVER_PREVIOUS_MAX}
 
 
 def _blow_up_signs(stats: WatchStats, spike: dict[str, Any]) -> dict[str, Any]:
@@ -497,16 +499,22 @@ def _blow_up_signs(stats: WatchStats, spike: dict[str, Any]) -> dict[str, Any]:
 
 
 def rate_blew_up(stats: WatchStats) -> dict[str, Any] | None:
-    """The evidence that the run spiked and died from oversized updates: a loss jump, or a first NaN
-    that something else ties to the updates (a NaN alone may come from an operation, e.g. sqrt(0)'s
-    gradient, or from the data)."""
+    """The evidence that the run spiked and died from oversized updates. A jump or a NaN alone is
+    not enough: one batch of outliers makes a jump that the next batches undo, and a NaN may come
+    from an operation (sqrt(0)'s gradient) or the data. So the loss must have stayed up (or turned
+    NaN/Inf) after the jump, or the updates show it: ratios above UPDATE_RATIO_HIGH, a gradient norm
+    grown GRAD_EXPLODE_RATIO-fold, NaN weights written by an update (a ramping rate alone is not)."""
     if (stats.non_finite or {}).get("produced_by") == "inputs":
         return None
     spike = _loss_spike(stats)
     if spike is None:
         return None
     spike.update(_blow_up_signs(stats, spike))
-    if not spike["loss_jumped"] and not (set(spike["corroborated_by"]) - {"warm-up"}):
+    from_the_updates = bool(set(spike["corroborated_by"]) - {"warm-up"})
+    if spike["loss_jumped"]:
+        if not (from_the_updates or spike["stayed_up"] or spike["non_finite_after"]):
+            return None
+    elif not from_the_updates:
         return None
     return spike
 

@@ -473,12 +473,14 @@ class GradScalerSteps:
         self.steps: list[int] = []
         self.skipped: list[bool] = []
         self.scales: list[tuple[int, Any]] = []
+        self.seen = False  # the first scale (the initial one) is always kept
 
     def record(self, step: int, skipped, scale, keep_scale: bool) -> None:
         """``skipped``: a bool, or the scaler's overflow flag (a device tensor) when no optimizer hook tells."""
         self.steps.append(step)
         self.skipped.append(skipped)
-        if (skipped is True or keep_scale or isinstance(skipped, torch.Tensor)) and scale is not None:
+        first, self.seen = not self.seen, True
+        if (first or keep_scale or skipped is True or isinstance(skipped, torch.Tensor)) and scale is not None:
             self.scales.append((step, scale.detach().clone() if isinstance(scale, torch.Tensor) else float(scale)))
 
     def read_window(self, record: Record, clear: bool) -> None:
