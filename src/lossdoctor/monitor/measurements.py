@@ -419,14 +419,17 @@ class LearningRate:
         self.last: float | None = None
 
     def record(self, step: int) -> None:
-        rates = [g.get("lr") for g in self.optimizer.param_groups]
-        tensors = [r for r in rates if isinstance(r, torch.Tensor)]
-        if tensors:  # kept on its device until the read-out
-            device = tensors[0].device
-            self.pending.append((step, torch.stack([torch.as_tensor(r, dtype=torch.float32, device=device).detach()
-                                                    for r in rates if r is not None]).max()))
-            return
-        rate = max((float(r) for r in rates if r is not None), default=None)
+        groups = self.optimizer.param_groups
+        rate = groups[0].get("lr") if len(groups) == 1 else None
+        if rate.__class__ is not float:  # several groups, or a tensor rate: the general path
+            rates = [g.get("lr") for g in groups if g.get("lr") is not None]
+            tensors = [r for r in rates if isinstance(r, torch.Tensor)]
+            if tensors:  # kept on its device until the read-out
+                device = tensors[0].device
+                self.pending.append((step, torch.stack([torch.as_tensor(r, dtype=torch.float32, device=device)
+                                                        .detach() for r in rates]).max()))
+                return
+            rate = max((float(r) for r in rates), default=None)
         if rate is not None and rate != self.last:
             self.last = rate
             self.pending.append((step, rate))
