@@ -200,6 +200,8 @@ EXPLANATIONS: tuple[Explanation, ...] = (
           (LOGIT_OVERFLOW, "inputs far from unit scale multiply through the layers into logits of that order"),
           (EXPLODING, "gradients scale with the inputs: features far from unit scale make them that much larger"),
           (SATURATED, "inputs far from unit scale push tanh/sigmoid pre-activations into their flat tails"),
+          (DEAD, "gradients scale with the inputs: the first updates on inputs this far from unit scale are that "
+                 "much larger and push ReLU units below zero for every input"),
       )),
     # A bad initialization: visible from the first steps.
     *(Explanation(BAD_INIT, symptom, "weights at the wrong scale shrink or grow the signal at every layer "

@@ -137,9 +137,10 @@ def all_checks() -> tuple[Check, ...]:
         data.target_in_raw_units, data.heavy_tails, data.categories_as_numbers, data.mixed_units,
         data.class_imbalance, data.no_signal, data.label_noise,
         # the live monitor's read-out
-        watch.non_finite_values, watch.logit_overflow, watch.dead_units, watch.vanishing_gradients,
-        watch.exploding_gradients, watch.update_to_weight_ratio, watch.clipping_masks_lr,
-        watch.batchnorm_may_mask_gradients,
+        watch.non_finite_values, watch.logit_overflow, watch.dead_relu_units, watch.saturated_units,
+        watch.vanishing_gradients, watch.exploding_gradients, watch.learning_rate_too_high,
+        watch.learning_rate_too_low, watch.clipping_masks_lr, watch.unnormalized_inputs, watch.grad_scaler_collapse,
+        watch.low_precision_rounds_updates_away, watch.batchnorm_may_mask_gradients,
         # the checkup's experiments
         probes.learning_rate_off, probes.regularization_too_strong, probes.clipping_masks_learning_rate,
         probes.batchnorm_masks_gradients, probes.bad_initialization, probes.initial_loss_far_off,

@@ -146,7 +146,7 @@ def test_copies_and_pickles_of_a_watched_model_work_and_do_not_feed_the_watch():
         torch.save(model, io.BytesIO())
         assert doctor._sample is not None  # step 0 is instrumented: the hooks are armed now
         twin(X[:8])
-        assert not doctor._sample.units and not doctor._sample.order  # the copy fed nothing
+        assert not doctor._sample.states and not doctor._sample.order  # the copy fed nothing
     assert hook_counts(model, opt) == 0
 
 

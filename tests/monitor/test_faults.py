@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from watch_training import RAW_X, first_non_finite_module, mlp, train, warnings_of  # noqa: E402
+from watch_training import first_non_finite_module, mlp, train, warnings_of  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +81,25 @@ def test_deep_relu_twin_of_the_sigmoid_stack_is_clean():
     assert warnings_of(report) == []
 
 
-def test_tiny_clip_norm_masks_the_learning_rate():
-    report, _ = train(mlp(), clip=0.01)
+def test_a_clip_that_shrinks_every_step_of_a_run_that_does_not_learn_masks_the_learning_rate():
+    report, _ = train(mlp(), clip=0.001)  # the pre-clip norm is ~0.4: every step cut ~400x
+    assert report.verdict in ("underfitting", "stalled")
     clip = [f for f in report.findings if f.code == "optim.clipping_masks_lr"]
     assert clip and clip[0].severity == "warning"
     assert clip[0].evidence["clipped_share"] > 0.9
+    assert clip[0].evidence["median_cut_factor"] > 10 * clip[0].evidence["severe_cut"]
     assert clip[0].evidence["observed_by"] == "clip_grad_norm_"
+
+
+def test_a_clip_that_fires_on_every_step_of_a_healthy_run_is_only_a_note():
+    """Like the HF Trainer's default max_grad_norm=1.0 on a healthy model: the clip cuts ~2x on every
+    step, the loss falls, nothing says the rate is too high."""
+    report, _ = train(mlp(), clip=0.25)
+    clip = next(f for f in report.findings if f.code == "optim.clipping_masks_lr")
+    assert clip.evidence["clipped_share"] > 0.9 and clip.evidence["median_cut_factor"] < 5
+    assert clip.severity == "info" and clip.evidence["rate_too_high_because"] == []
+    assert report.verdict == "converging"
+    assert warnings_of(report) == []
 
 
 def test_clip_that_never_triggers_is_clean():
@@ -110,13 +123,33 @@ def test_unobserved_clipping_is_caught_with_a_declared_max_norm():
     assert clip[0].evidence["clipped_share"] > 0.9
 
 
-def test_logits_growing_toward_overflow_are_flagged_before_any_nan():
-    report, _ = train(mlp(), lr=0.05, inputs=RAW_X)
+class TemperatureMLP(nn.Module):
+    """Logits multiplied by 100 (a temperature of 0.01 in the wrong place)."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.body = mlp()
+        self.scale = scale
+
+    def forward(self, x):
+        return self.body(x) * self.scale
+
+
+def test_logits_past_the_overflow_limit_are_flagged_before_any_nan():
+    report, _ = train(TemperatureMLP(100.0), lr=1e-3, optimizer="adam")
     logit = [f for f in report.findings if f.code == "model.logit_overflow"]
     assert logit and logit[0].severity in ("warning", "error")
-    assert logit[0].evidence["largest_logit"] > 0.5 * 88.72
+    assert logit[0].evidence["largest_logit"] > 88.72
     assert logit[0].evidence["exp_overflow_limit"] == pytest.approx(88.72)
+    assert logit[0].where == "body.4"
     assert not report.has("grad.non_finite")
+
+
+def test_untempered_twin_keeps_its_logits_far_below_the_limit():
+    report, doctor = train(TemperatureMLP(1.0), lr=1e-3, optimizer="adam")
+    assert max(v for _, v, _ in doctor.stats().logits) < 0.25 * 88.72
+    assert not report.has("model.logit_overflow")
+    assert warnings_of(report) == []
 
 
 def test_normalized_twin_keeps_logits_far_from_overflow(healthy):

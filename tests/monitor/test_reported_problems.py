@@ -12,6 +12,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 from torch import nn
 
 import lossdoctor
+from lossdoctor.evidence import RunFacts
 from lossdoctor.monitor.checks import logit_overflow
 from watch_training import RAW_X, X, Y, batches, mlp, train, warnings_of  # noqa: E402
 
@@ -53,13 +54,31 @@ def test_well_fitted_binary_classifier_with_stable_cross_entropy_gets_only_a_not
     assert warnings_of(report) == []
 
 
-def test_raw_pixel_inputs_still_warn_before_any_nan_and_name_the_output_layer():
-    report, _ = train(mlp(), lr=0.05, inputs=RAW_X)
-    logit = next(f for f in report.findings if f.code == "model.logit_overflow")
-    assert logit.severity == "warning"
-    assert logit.evidence["largest_logit"] > 0.75 * 88.72
-    assert logit.where == "4"
+def test_raw_pixel_inputs_name_the_inputs_and_the_logits_that_follow_from_them():
+    report, _ = train(mlp(), lr=0.05, inputs=RAW_X * 16)  # 0..255 pixel values, as images come
+    assert report.top.code == "data.unnormalized" and report.top.where == "inputs"
+    assert report.top.evidence["largest_std"] > 3 * report.top.evidence["large_std_limit"]
+    for f in report.findings:
+        if f is not report.top and f.severity != "info":
+            assert f.explained_by == "data.unnormalized", (f.code, f.title)
     assert not report.has("grad.non_finite")
+
+
+def test_logit_rule_reads_the_pace_not_one_sample():
+    """Synthetic read-outs: a running maximum that merely keeps pace with the steps (a classifier
+    fitting separable data) is a note wherever it is; one that runs away is a warning."""
+    _, doctor = train(mlp(), steps=30)
+    stats = doctor.stats()
+    steps = list(range(0, 200, 10))
+    steady = [(s, 0.8 * 88.72 * (s + 10) / 200, "torch.float32") for s in steps]  # linear: 2x over the last half
+    runaway = [(s, 0.7 * 88.72 * 2.0 ** ((s - 190) / 20), "torch.float32") for s in steps]  # doubles every 20 steps
+    assert logit_overflow(replace(stats, logits=steady))[0].severity == "info"
+    warned = logit_overflow(replace(stats, logits=runaway))[0]
+    assert warned.severity == "warning" and warned.evidence["growth_over_last_half"] > 8
+    fp16 = [(s, 1.35 * 11.09 * (s + 10) / 200, "torch.float16") for s in steps]  # a healthy fp16 classifier
+    note = logit_overflow(replace(stats, logits=fp16, autocast="torch.float16"))[0]
+    assert note.severity == "info" and "float32" in note.remedy
+    assert logit_overflow(replace(stats, logits=steady), run=RunFacts(task="regression")) == []
 
 
 def test_huge_logits_are_printed_as_a_readable_multiple_of_the_limit():
@@ -98,10 +117,11 @@ def _linear_regression(lr):
 
 
 def test_learning_rate_past_the_stability_limit_is_still_caught_after_the_warm_up():
-    report, _ = _linear_regression(lr=0.3)
+    report, _ = _linear_regression(lr=0.3)  # full-batch SGD past 2 / the largest curvature: the loss grows to Inf
     high = [f for f in report.findings if f.code == "optim.lr_too_high" and f.source.startswith("watch:")]
-    assert high and high[0].severity == "warning"
-    assert high[0].evidence["largest_layer_ratio"] > 0.1
+    assert high and high[0].severity == "error" and report.top is high[0]
+    assert high[0].evidence["update_to_weight_ratio_before_spike"] > 1.0  # 10x the 0.1 threshold
+    assert high[0].evidence["lr_at_spike"] == pytest.approx(0.3)
 
 
 def test_stable_learning_rate_twin_of_the_linear_regression_is_clean():
@@ -222,18 +242,19 @@ def _train_through_submodule(lr, inputs, steps=200):
             loss.backward()
             optimizer.step()
             doctor.step(loss)
-    return doctor.report()
+    return doctor.report(), doctor
 
 
 def test_a_model_trained_through_a_submodule_still_gets_logits_and_dead_units_measured():
-    report = _train_through_submodule(lr=0.05, inputs=RAW_X)
-    logit = next(f for f in report.findings if f.code == "model.logit_overflow")
-    assert logit.severity == "warning" and logit.where == "net.4"
+    report, doctor = _train_through_submodule(lr=0.05, inputs=RAW_X)
+    stats = doctor.stats()
+    assert stats.logit_layer == "net.4" and len(stats.logits) == len(stats.sample_steps) > 10
+    assert stats.inputs["layer"] == "net.0" and stats.inputs["features"] == 64
     assert report.plots["dead_units"]["layers"] == ["net.1", "net.3"]
 
 
 def test_a_model_trained_through_a_submodule_gets_its_nan_located_without_a_replay():
-    report = _train_through_submodule(lr=50.0, inputs=X)
+    report, _ = _train_through_submodule(lr=50.0, inputs=X)
     nan = next(f for f in report.findings if f.code == "grad.non_finite")
     assert nan.evidence["replay"].startswith("no replay: the root module's forward was not called")
     assert nan.where.startswith("net.")

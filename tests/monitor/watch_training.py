@@ -29,11 +29,13 @@ def batches(steps: int, batch: int = 64, seed: int = 1):
 
 
 def train(model, lr=0.02, steps=200, every=10, inputs=None, clip=None, clip_fn=None, watch=True,
-          optimizer="sgd", loss_after_step=True, **watch_kwargs):
-    """Train ``model``; return (report or None, watch or None). ``clip_fn`` overrides how clipping is called."""
+          optimizer="sgd", loss_after_step=True, warmup=0, **watch_kwargs):
+    """Train ``model``; return (report or None, watch or None). ``clip_fn`` overrides how clipping is
+    called; ``warmup`` ramps the rate linearly from lr / warmup to lr over that many steps."""
     inputs = X if inputs is None else inputs
     opt = (torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9) if optimizer == "sgd"
            else torch.optim.Adam(model.parameters(), lr=lr))
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup)) if warmup else None
     doctor = lossdoctor.watch(model, opt, every=every, **watch_kwargs).start() if watch else None
     try:
         for idx in batches(steps):
@@ -45,6 +47,8 @@ def train(model, lr=0.02, steps=200, every=10, inputs=None, clip=None, clip_fn=N
             if doctor is not None and not loss_after_step:
                 doctor.step(loss)
             opt.step()
+            if schedule is not None:
+                schedule.step()
             if doctor is not None and loss_after_step:
                 doctor.step(loss)
     finally:

@@ -1,29 +1,36 @@
 """``lossdoctor.watch()``: watch a live training loop for the causes that logs cannot show.
 
+The ``Watch`` attaches the hooks, decides which steps are instrumented (``schedule.py``), and reads
+the measurements out (``measurements.py``, ``sentinel.py``: each states its own cost). Its jobs
+beyond that are small classes of their own: the model's inventory (``inventory.py``), TensorBoard
+(``tensorboard.py``), the last finite weights (``checkpoint.py``), the observed
+``clip_grad_norm_`` (``clipping.py``) and ``GradScaler`` (``amp.py``).
+
 Cost model (the hot path does tensor arithmetic and nothing else):
 
-- every step: one forward pre-hook on the root module (keeps a reference to the batch), one
-  optimizer pre-step hook (checks that the smallest parameter's gradient is finite: a NaN/Inf
-  loss makes every gradient NaN), one optimizer post-step hook (a counter) and, in ``step(loss)``,
-  a reference to the detached loss. No ``.item()`` on an accelerator: there the finiteness flag
-  and the losses stay on the device until the read-out. On the CPU there is no device queue to
-  wait for, so the flag is read at once (``nan_check="auto"``).
-- one step in every ``every`` is instrumented in full: forward hooks on every module (per-unit
-  activity of ReLU/sigmoid/tanh layers, the largest logit, and output finiteness when the NaN
-  check waits for the read-out), per-layer
-  gradient norms before the update and update-to-weight ratios after it. The hooks exist only
-  during that step. Warning signs (logits near overflow, gradient norms growing) make every step
-  instrumented until the next read-out.
+- every step: one forward pre-hook on the root module (keeps a reference to the batch on the CPU),
+  one optimizer pre-step hook (the NaN sentinel: the smallest gradient's finiteness), one
+  post-step hook (the learning rate, a Python float, and a counter) and, in ``step(loss)``, a
+  reference to the detached loss. No ``.item()`` on an accelerator: there the sentinel's flags and
+  the losses stay on the device until the read-out.
+- one step in every ``every`` is instrumented in full: forward hooks on every module (unit activity,
+  the largest logit, the inputs' scale, output finiteness in read-out mode), gradient norms before
+  the update, update ratios and low-precision rounding after it. The hooks exist only during that
+  step. Warning signs (logits near overflow, gradient norms growing) make every step instrumented
+  until the next read-out.
 - every ``every`` steps: a read-out (device to host, once), reduced across ranks under
   torch.distributed (every rank reaches the same step, so every rank enters the same collective).
-- when the first NaN/Inf gradient appears, before the optimizer applies it: a replay of that
-  batch on a deep copy of the model names the first module whose output turned NaN/Inf.
+- the first NaN/Inf gradient, before the optimizer applies it: a replay of that batch on a deep
+  copy of the model names the first module whose output turned NaN/Inf.
+
+A failure inside the watch never reaches the training loop: every hook is guarded (reported once
+as a ``LossDoctorInternalWarning``); the one exception is ``TrainingHalted`` of ``halt_on_nan``.
 """
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -32,35 +39,28 @@ from torch import nn
 
 from ..errors import InputError, TrainingHalted
 from ..internal import report_internal_error
-from . import clipping
-from .locate import (all_finite, modules_with_non_finite_weights, origin_from_gradients, origin_from_trace,
-                     replay_forward, tensors_in)
-from .stats import EXP_OVERFLOW_LIMIT, Record, SampleRecord, WatchStats, build_stats, merge_records
+from . import amp, clipping
+from .checkpoint import LastFinite
+from .inventory import Inventory, compiled_in_place, unwrap
+from .locate import modules_with_non_finite_weights
+from .measurements import (Autocast, ClipNorms, GradientNorms, GradScalerSteps, InputScale, LargestLogit,
+                           LearningRate, Losses, LowPrecisionUpdates, Sample, UnitActivity, UpdateRatio)
+from .schedule import Schedule
+from .sentinel import NanSentinel, OutputFiniteness
+from .stats import Record, SampleRecord, WatchStats, build_stats, merge_records
 
-RELU_FAMILY = (nn.ReLU, nn.ReLU6)
-SATURATING = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
-
-# A sigmoid output within this margin of 0 or 1 (tanh: of -1 or 1) passes back less than 4% (tanh 2%)
-# of the gradient it would pass at its centre: the unit is saturated.
-SATURATION_MARGIN = 0.01
-
-# Update-to-weight ratios need a copy of the parameters on the instrumented step; above this many
-# elements that copy would noticeably add to a large model's memory, so the ratio is skipped.
-UPDATE_RATIO_MAX_ELEMENTS = 50_000_000
-
-# Escalation: instrument every step until the next read-out once the largest logit passes this share
-# of the dtype's exp overflow limit, or the gradient norm grew this many times over its first value,
-# and the sign is new (above ESCALATE_NEW_HIGH times the previous high). A run that stays in that
-# state is escalated at most MAX_ESCALATIONS times, which bounds the cost to a few read-out windows.
-ESCALATE_LOGIT_FRACTION = 0.25
-ESCALATE_GRAD_GROWTH = 10.0
-ESCALATE_NEW_HIGH = 1.5
-MAX_ESCALATIONS = 3
+COMPILED_WARNING = (
+    "lossdoctor.watch: the model is compiled (torch.compile), and hooks inside a compiled graph would "
+    "break it, so the layers inside are not hooked: dead/saturated units and the module of a first NaN "
+    "are not watched. The loss, learning rate, gradients, update ratios, clipping and grad scaler are, "
+    "read out every `every` steps{boundary}. Watch the uncompiled model to see inside.")
 
 
 class _Hook:
     """A hook that forwards to the watch, and turns inert when the module or optimizer is deep-copied
-    or pickled (a copy must neither feed this watch nor carry it along)."""
+    or pickled (a copy must neither feed this watch nor carry it along), or when Dynamo traces it (a
+    model compiled after the watch started: the traced hook does nothing instead of breaking the
+    compilation)."""
 
     __slots__ = ("fn",)
 
@@ -68,6 +68,8 @@ class _Hook:
         self.fn = fn
 
     def __call__(self, *args, **kwargs):
+        if torch.compiler.is_compiling():
+            return None
         fn = self.fn
         return None if fn is None else fn(*args, **kwargs)
 
@@ -76,36 +78,6 @@ class _Hook:
 
     def __reduce__(self):
         return (_Hook, ())
-
-
-@dataclass
-class _Sample:
-    """Device-side data of one instrumented step (converted to a SampleRecord at read-out)."""
-
-    step: int
-    order: list[int] = field(default_factory=list)
-    units: dict[str, tuple[str, torch.Tensor]] = field(default_factory=dict)
-    calls: dict[int, int] = field(default_factory=dict)
-    finite: list[tuple[str, Any, Any]] = field(default_factory=list)
-    logit: Any = None
-    logit_dtype: str | None = None
-    logit_out: Any = None  # the latest logits tensor seen (reduced once, at the end of the step)
-    logit_layer: str | None = None
-    logit_from_root: bool = False
-    last_conv: bool = False
-    grad_index: list[int] | None = None
-    grad_norms: Any = None
-    before: list[torch.Tensor] | None = None
-    diff_norms: Any = None
-    weight_norms: Any = None
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    from torch.nn.parallel import DataParallel, DistributedDataParallel
-
-    while isinstance(model, (DataParallel, DistributedDataParallel)):
-        model = model.module
-    return model
 
 
 def _strict() -> bool:
@@ -118,7 +90,7 @@ class Watch:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, every: int = 50,
                  tensorboard: str | os.PathLike | None = None, halt_on_nan: bool = False,
                  max_norm: float | None = None, histograms_every: int | None = None,
-                 save_last_finite: str | os.PathLike | None = None, nan_check: str = "auto"):
+                 save_last_finite: str | os.PathLike | None = None, nan_check: str = "auto", scaler=None):
         if not isinstance(model, nn.Module):
             raise InputError(f"watch() needs a torch.nn.Module, got {type(model).__name__}")
         if next(model.parameters(), None) is None:
@@ -136,8 +108,11 @@ class Watch:
             raise InputError(f"max_norm must be a positive number or None, got {max_norm!r}")
         if nan_check not in ("auto", "step", "readout"):
             raise InputError(f"nan_check must be 'auto', 'step' or 'readout', got {nan_check!r}")
+        if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
+            raise InputError(f"scaler must be a torch.amp.GradScaler or None, got {type(scaler).__name__}")
         self.model = model
         self.optimizer = optimizer
+        self.scaler = scaler
         self.every = every
         self.tensorboard = os.fspath(tensorboard) if tensorboard is not None else None
         self.halt_on_nan = bool(halt_on_nan)
@@ -151,26 +126,24 @@ class Watch:
         self._handles: list = []
         self._sample_handles: list = []
         self._history: list[Record] = []
-        self._reset_pending()
-        self._sample: _Sample | None = None
-        self._origin: dict[str, Any] | None = None
-        self._origin_recorded = False
-        self._last_input: tuple | None = None
-        self._recording = False
-        self._root_called = False
-        self._closure_loss = None
+        self._sample: Sample | None = None
+        self._pending_samples: list[Sample] = []
         self._window_start = 0
         self._last_loss_step = -1
-        self._dense_until = 0
-        self._first_total_norm: float | None = None
-        self._logit_high = 0.0
-        self._norm_high = 0.0
-        self._escalations = 0
         self._before_done = -1
-        self._snapshot: dict | None = None
-        self._saved = False
-        self._writer = None
+        self._closure_loss = None
         self._layer_rank: dict[int, int] = {}
+        self._updates_since_scaler = 0
+        self._unchecked_skip: int | None = None
+        self._world, self._rank = 1, 0
+        self._writer = None
+        self._schedule = Schedule(every)
+        self._checkpoint = LastFinite(self.save_last_finite) if self.save_last_finite else None
+        self._losses = Losses()
+        self._clips = ClipNorms()
+        self._scaler_steps = GradScalerSteps()
+        self._lr = LearningRate(optimizer) if optimizer is not None else None
+        self._inv: Inventory | None = None
 
     # ------------------------------------------------------------------------------------------
     # Life cycle
@@ -183,48 +156,99 @@ class Watch:
         return False
 
     def start(self) -> "Watch":
-        """Attach the hooks. Idempotent; ``with watch(...)`` calls it."""
-        if self._started:
+        """Attach the hooks. Idempotent; ``with watch(...)`` calls it. A ``tensorboard`` directory that
+        cannot be written raises ``InputError`` with nothing attached; any other failure leaves the
+        watch inert (reported once) and the training unwatched."""
+        if self._started or self._closed:
             return self
-        root = self._root = _unwrap(self.model)
-        self._inventory(root)
+        try:
+            self._build()
+            if self.tensorboard is not None and self._rank == 0:
+                from .tensorboard import TensorBoardOutput
+
+                self._writer = TensorBoardOutput(self.tensorboard)
+            self._attach()
+        except InputError:
+            self._detach_all()
+            raise
+        except Exception as exc:  # noqa: BLE001 - never break the user's training
+            self._detach_all()
+            self._closed = True
+            if _strict():
+                raise
+            report_internal_error("lossdoctor.watch (start)", exc)
+            return self
+        self._started = True
+        self._safely("arming the first step", self._arm_if_sampled, self.step_count)
+        return self
+
+    def close(self) -> None:
+        """Remove every hook, stop observing clip_grad_norm_ and GradScaler, flush TensorBoard. Idempotent."""
+        if not self._started or self._closed:
+            return
+        self._closed = True
+        self._detach_all(keep_writer=True)
+        self._sentinel.last_input = None  # do not keep the user's last batch alive
+        self._safely("read-out at close", self._read_out, False)
+        if self._writer is not None:
+            self._safely("TensorBoard flush", self._writer.close)
+            self._writer = None
+
+    def _build(self) -> None:
+        self._root, self._wrapper = unwrap(self.model)
+        self._inv = inv = Inventory.of(self._root)
         dist = torch.distributed
         self._world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         self._rank = dist.get_rank() if self._world > 1 else 0
-        device = next((p.device for p in self._params), torch.device("cpu"))
-        self._device = device
         self._immediate = self.halt_on_nan or self.nan_check == "step" or (
-            self.nan_check == "auto" and device.type == "cpu")
-        self._handles.append(root.register_forward_pre_hook(_Hook(self._hook_root_pre), with_kwargs=True))
+            self.nan_check == "auto" and inv.device.type == "cpu")
+        self._sentinel = NanSentinel(inv, self._immediate)
+        # The modules whose hooks run outside a compiled graph: the compile wrapper only, or none when
+        # the root itself was compiled in place (its own hooks are traced with it).
+        self._compiled = self._wrapper is not None or compiled_in_place(self._root)
+        if self._wrapper is not None:
+            self._hook_root, self._forward_targets = self._wrapper, [self._wrapper]
+        elif self._compiled:
+            self._hook_root, self._forward_targets = None, []
+        else:
+            self._hook_root, self._forward_targets = self._root, None  # None: every module, armed per step
+        if self._compiled:
+            boundary = "; the logits and the inputs at the compiled module's boundary" if self._wrapper else ""
+            warnings.warn(COMPILED_WARNING.format(boundary=boundary), UserWarning, stacklevel=4)
+        self._grad_norms = GradientNorms(inv)
+        update_ratio = UpdateRatio(inv)
+        self._logit = LargestLogit(inv)
+        self._measures = [self._grad_norms, update_ratio, LowPrecisionUpdates(inv, update_ratio), UnitActivity(inv),
+                          self._logit, InputScale(inv, compiled=self._compiled), Autocast(inv)]
+        if not self._immediate:
+            self._measures.append(OutputFiniteness(inv))
+        self._forward_measures = [m for m in self._measures if m.uses_forward]
+        self._update_measures = [self._grad_norms, update_ratio]
+
+    def _attach(self) -> None:
+        if self._hook_root is not None:
+            self._handles.append(self._hook_root.register_forward_pre_hook(_Hook(self._hook_root_pre), with_kwargs=True))
         if self.optimizer is not None:
             self._handles.append(self.optimizer.register_step_pre_hook(_Hook(self._hook_pre_step)))
             self._handles.append(self.optimizer.register_step_post_hook(_Hook(self._hook_post_step)))
         clipping.attach(self)
-        if self.tensorboard is not None and self._rank == 0:
-            from torch.utils.tensorboard import SummaryWriter
+        amp.attach(self)
 
-            self._writer = SummaryWriter(self.tensorboard)
-        self._started = True
-        self._arm_if_sampled(self.step_count)
-        return self
-
-    def close(self) -> None:
-        """Remove every hook, stop observing clip_grad_norm_, flush TensorBoard. Idempotent."""
-        if not self._started or self._closed:
-            return
-        self._closed = True
+    def _detach_all(self, keep_writer: bool = False) -> None:
+        """Remove every hook and patch; each part runs whatever failed before it."""
         try:
             self._disarm()
             for h in self._handles:
                 h.remove()
             self._handles.clear()
         finally:
-            clipping.detach(self)
-        self._last_input = None  # do not keep the user's last batch alive
-        self._safely("read-out at close", self._read_out, False)
-        if self._writer is not None:
-            self._safely("TensorBoard flush", self._writer.close)
-            self._writer = None
+            try:
+                clipping.detach(self)
+            finally:
+                amp.detach(self)
+                if self._writer is not None and not keep_writer:
+                    self._safely("closing TensorBoard", self._writer.close)
+                    self._writer = None
 
     # ------------------------------------------------------------------------------------------
     # The user-facing calls
@@ -243,23 +267,20 @@ class Watch:
 
     def stats(self) -> WatchStats:
         """The statistics read out so far (plus what is pending on this rank), as plain data."""
-        if not hasattr(self, "_layer_names"):  # never started: an empty read-out of this model
-            self._root = _unwrap(self.model)
-            self._inventory(self._root)
+        inv = self._inventory()
         history = list(self._history)
         if self._started and not self._closed:
             history.append(self._make_record(clear=False))
         layer_order = self._layer_order()
-        names = [self._layer_names[i] for i in layer_order]
-        weight = [self._weight_layer[i] for i in layer_order]
-        bad_weights = modules_with_non_finite_weights(self._root) if self._started else []
         return build_stats(
-            history, steps=self.step_count, every=self.every, layers=names, weight_layers=weight,
-            layer_order=layer_order,
-            non_finite_weights=bad_weights, declared_max_norm=self.max_norm, has_batchnorm=self._has_batchnorm,
-            histograms=self.histograms_every is not None, world_size=getattr(self, "_world", 1),
+            history, steps=self.step_count, every=self.every, layers=[inv.layer_names[i] for i in layer_order],
+            weight_layers=[inv.weight_layer[i] for i in layer_order], layer_order=layer_order,
+            non_finite_weights=modules_with_non_finite_weights(inv.root) if self._started else [],
+            declared_max_norm=self.max_norm, has_batchnorm=inv.has_batchnorm,
+            histograms=self.histograms_every is not None, world_size=self._world,
             meta={"nan_check": "every step" if getattr(self, "_immediate", False) else "at read-out",
-                  "rank": getattr(self, "_rank", 0)},
+                  "rank": self._rank, "compiled": bool(getattr(self, "_compiled", False))},
+            low_precision_dtypes=inv.low_precision_dtypes(),
         )
 
     def report(self):
@@ -270,13 +291,13 @@ class Watch:
         """What this watch knows of the run itself: optimizer, rate, clip, dropout (for the checks)."""
         from ..evidence import RunFacts
 
-        return RunFacts.of_torch(framework, _unwrap(self.model), self.optimizer, self.max_norm)
+        return RunFacts.of_torch(framework, self._inventory().root, self.optimizer, self.max_norm)
 
     def evidence(self, curves=None, run=None):
-        """The Evidence of this watch: its loss curve (or ``curves``, e.g. a framework's logged
-        curves), their analysis, the read-out statistics and the run's facts."""
+        """The Evidence of this watch: its loss curve and learning rate (or ``curves``, e.g. a
+        framework's logged curves), their analysis, the read-out statistics and the run's facts."""
         from ..curves import judge
-        from ..evidence import TRAIN_LOSS, Curves
+        from ..evidence import LEARNING_RATE, TRAIN_LOSS, Curves
         from ..registry import Evidence
 
         stats = self.stats()
@@ -284,8 +305,15 @@ class Watch:
             curves = Curves(run="watch", source="lossdoctor.watch", meta={"format": "watch"})
             if stats.loss_steps.size:
                 curves.add(TRAIN_LOSS, stats.loss_steps, stats.loss_values)
+                if stats.lr_steps.size:
+                    at = np.clip(np.searchsorted(stats.lr_steps, stats.loss_steps, side="right") - 1, 0, None)
+                    curves.add(LEARNING_RATE, stats.loss_steps, stats.lr_values[at])
+        if run is None:
+            run = self.run_facts()
+            if run.num_classes is None and stats.num_classes:
+                run = replace(run, num_classes=stats.num_classes)
         analysis = judge(curves) if curves.series else None
-        return Evidence(curves=curves, analysis=analysis, stats=stats, run=run or self.run_facts())
+        return Evidence(curves=curves, analysis=analysis, stats=stats, run=run)
 
     def _build_report(self, curves=None, run=None, source: str = "lossdoctor.watch", metadata=None, extra=()):
         from ..assemble import build_report
@@ -301,43 +329,19 @@ class Watch:
         return self.report().findings
 
     # ------------------------------------------------------------------------------------------
-    # Inventory
+    # Layers
 
-    def _inventory(self, root: nn.Module) -> None:
-        self._module_info: dict[int, tuple[str, int, str | None, bool, bool]] = {}
-        self._layer_names: list[str] = []
-        self._weight_layer: list[bool] = []
-        params: list[torch.nn.Parameter] = []
-        param_layer: list[int] = []
-        seen: set[int] = set()
-        self._has_batchnorm = False
-        for name, module in root.named_modules():
-            own = [p for p in module.parameters(recurse=False) if p.requires_grad and id(p) not in seen]
-            layer = -1
-            if own:
-                layer = len(self._layer_names)
-                self._layer_names.append(name or type(module).__name__)
-                self._weight_layer.append(any(p.dim() >= 2 for p in own))
-                for p in own:
-                    seen.add(id(p))
-                    params.append(p)
-                    param_layer.append(layer)
-            kind = "relu" if isinstance(module, RELU_FAMILY) else SATURATING.get(type(module))
-            self._module_info[id(module)] = (name or type(module).__name__, layer, kind,
-                                             isinstance(module, nn.modules.conv._ConvNd),
-                                             next(module.children(), None) is None)
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                self._has_batchnorm = True
-        self._params = params
-        self._param_layer = np.array(param_layer, dtype=np.int64)
-        self._param_names = {id(p): n for n, p in root.named_parameters()}
-        # The smallest gradient is the cheapest to check; a NaN/Inf loss reaches every gradient.
-        self._sentinels = sorted(params, key=lambda p: p.numel())[:4]
-        self._update_ratio_ok = sum(p.numel() for p in params) <= UPDATE_RATIO_MAX_ELEMENTS
+    def _inventory(self) -> Inventory:
+        if self._inv is None:  # never started: an empty read-out of this model
+            self._inv = Inventory.of(unwrap(self.model)[0])
+        return self._inv
 
     def _layer_order(self) -> list[int]:
-        n = len(self._layer_names)
+        n = len(self._inventory().layer_names)
         return sorted(range(n), key=lambda i: (self._layer_rank.get(i, n + i)))
+
+    def _layer_names_in_order(self) -> list[str]:
+        return [self._inv.layer_names[i] for i in self._layer_order()]
 
     # ------------------------------------------------------------------------------------------
     # Hooks (each body guarded: a failure inside lossdoctor is reported once, training goes on)
@@ -354,12 +358,8 @@ class Watch:
             return None
 
     def _hook_root_pre(self, module, args, kwargs):
-        if module is not self._root:
-            return None
-        self._recording = torch.is_grad_enabled()
-        self._root_called = True
-        if self._recording and self._immediate:
-            self._last_input = (args, kwargs, self._autocast_state())
+        if torch.is_grad_enabled():  # a training forward (a validation pass is not the step measured)
+            self._safely("forward pre-hook", self._sentinel.keep_input, args, kwargs)
         return None
 
     def _hook_pre_step(self, optimizer, args, kwargs):
@@ -370,12 +370,7 @@ class Watch:
             # so the checks run right after it, still before the update.
             def watched_closure():
                 result = closure()
-                # the closure's loss joins the NaN check: an Inf loss (an overflowing square) can still
-                # give finite gradients, and only the next step's would show it
-                if isinstance(result, torch.Tensor) and result.is_floating_point():
-                    self._closure_loss = result.detach()
-                if self._before_done != self.step_count:
-                    self._safely("before the optimizer step", self._before_update)
+                self._safely("after the closure", self._after_closure, result)
                 return result
 
             if "closure" in kwargs:
@@ -383,6 +378,14 @@ class Watch:
             return (args[0], watched_closure, *args[2:]), kwargs
         self._safely("before the optimizer step", self._before_update)
         return None
+
+    def _after_closure(self, result) -> None:
+        # the closure's loss joins the NaN check: an Inf loss (an overflowing square) can still give
+        # finite gradients, and only the next step's would show it
+        if isinstance(result, torch.Tensor) and result.is_floating_point():
+            self._closure_loss = result.detach()
+        if self._before_done != self.step_count:
+            self._before_update()
 
     def _hook_post_step(self, optimizer, args, kwargs):
         self._safely("after the optimizer step", self._after_update)
@@ -396,7 +399,12 @@ class Watch:
         return None
 
     def _on_clip(self, total_norm, max_norm) -> None:
-        self._safely("observing clip_grad_norm_", self._record_clip, total_norm, max_norm)
+        if not self._closed:
+            self._safely("observing clip_grad_norm_", self._clips.record, self.step_count, total_norm, max_norm)
+
+    def _on_scaler_update(self, scaler, took_part: bool, found_inf: list) -> None:
+        if self._started and not self._closed:
+            self._safely("observing GradScaler.update", self._scaler_update, scaler, took_part, found_inf)
 
     # ------------------------------------------------------------------------------------------
     # Per-step work
@@ -407,107 +415,107 @@ class Watch:
         else:
             index = self.step_count
         self._last_loss_step = index
-        if isinstance(loss, torch.Tensor):
-            value = loss.detach()
-            if value.numel() != 1:
-                value = value.float().mean()
-        else:
-            value = float(loss)
-        self._losses.append((index, value))
-
-    def _record_clip(self, total_norm, max_norm) -> None:
-        norm = total_norm.detach() if isinstance(total_norm, torch.Tensor) else float(total_norm)
-        self._clips.append((self.step_count, norm, float(max_norm)))
-
-    def _first_present_grad(self):
-        for p in self._sentinels:
-            if p.grad is not None:
-                return p.grad
-        return None
+        self._losses.record(index, loss)
+        if self._unchecked_skip == index:
+            self._unchecked_skip = None
+            if self._sentinel.loss_is_non_finite(loss):
+                self._on_first_non_finite(index, weights_updated=False)
 
     def _before_update(self) -> None:
         step = self._before_done = self.step_count
-        grad = self._first_present_grad()
         loss, self._closure_loss = self._closure_loss, None
-        if (grad is not None or loss is not None) and self._origin is None:
-            if self._immediate:
-                # one reduction: a NaN/Inf makes the sum non-finite; a finite sum that overflowed is
-                # told apart by the exact check, which runs only then
-                bad = grad is not None and not math.isfinite(float(grad.sum())) and not bool(torch.isfinite(grad).all())
-                bad = bad or (loss is not None and not bool(torch.isfinite(loss).all()))
-                if bad:
-                    self._on_first_non_finite(step, weights_updated=False)
-            else:
-                if grad is not None:
-                    self._flags.append((step, torch.isfinite(grad).all()))
-                if loss is not None:
-                    self._flags.append((step, torch.isfinite(loss).all()))
+        if self._sentinel.check_before_update(step, loss):
+            self._on_first_non_finite(step, weights_updated=False)
         sample = self._sample
         if sample is not None:
-            self._sample_gradients(sample)
-            if self._update_ratio_ok and self._params:
-                sample.before = [p.detach().clone() for p in self._params]
+            for m in self._update_measures:
+                m.before_update(sample)
         if self.histograms_every is not None and step % self.histograms_every == 0 and self._writer is not None:
-            self._write_histograms(step)
+            self._writer.write_histograms(self._inv.params, self._inv.param_names, step)
 
     def _after_update(self) -> None:
+        self._updates_since_scaler += 1
         sample = self._sample
-        if sample is not None and sample.before is not None:
-            current = [p.detach() for p in self._params]
-            sample.diff_norms = self._stack(torch._foreach_norm(torch._foreach_sub(current, sample.before)))
-            sample.weight_norms = self._stack(torch._foreach_norm(sample.before))
-            sample.before = None
+        if sample is not None:
+            for m in self._measures:
+                m.after_update(sample)
+        self._lr.record(self.step_count)
         self._end_of_step()
 
     def _step_without_optimizer(self) -> None:
-        # No optimizer hook: the NaN check reads the loss handed to step() and, when gradients are
-        # still present (Keras with the torch backend clears them only at the next batch), the
-        # smallest one; the parameters themselves are checked at every read-out (_check_weights).
         step = self.step_count
-        if self._origin is None:
-            checks = []
-            if self._losses and self._losses[-1][0] == step:
-                checks.append(self._losses[-1][1])
-            grad = self._first_present_grad()
-            if grad is not None:
-                checks.append(grad.detach().sum())
-            for value in checks:
-                if not isinstance(value, torch.Tensor):
-                    value = torch.tensor(float(value))
-                if self._immediate:
-                    if not bool(torch.isfinite(value).all()):
-                        self._on_first_non_finite(step, weights_updated=True)
-                        break
-                else:
-                    self._flags.append((step, torch.isfinite(value).all()))
+        if self._sentinel.check_without_optimizer(step, self._losses.latest(step)):
+            self._on_first_non_finite(step, weights_updated=True)
         if self._sample is not None:
-            self._sample_gradients(self._sample)
+            self._grad_norms.before_update(self._sample)
         self._end_of_step()
 
+    def _scaler_update(self, scaler, took_part: bool, found_inf: list) -> None:
+        """The end of a float16 iteration. A scaler that skipped the optimizer step (a gradient
+        overflowed) still ends the iteration: the step is counted, and on the CPU a non-finite loss
+        of that step (the forward itself overflowed, not only the scaled gradients) is located.
+        Without an optimizer (a declared ``scaler=``) the steps are ``step()``'s and the skip is the
+        scaler's own overflow flag, read at the read-out."""
+        if not (took_part or scaler is self.scaler) or not scaler.is_enabled():
+            return
+        if self.optimizer is None:
+            flag = torch.stack([f.detach().float().reshape(()) for f in found_inf]).sum() if found_inf else False
+            self._scaler_steps.record(self.step_count, flag, getattr(scaler, "_scale", None),
+                                      keep_scale=self._schedule.instrumented(self.step_count))
+            return
+        skipped = self._updates_since_scaler == 0
+        self._updates_since_scaler = 0
+        step = self.step_count if skipped else self.step_count - 1
+        self._scaler_steps.record(step, skipped, getattr(scaler, "_scale", None),
+                                  keep_scale=self._schedule.instrumented(step))
+        if not skipped:
+            return
+        loss = self._losses.latest(step)
+        if loss is None:
+            self._unchecked_skip = step  # the loss arrives with doctor.step(loss) after the update
+        elif self._sentinel.loss_is_non_finite(loss):
+            self._on_first_non_finite(step, weights_updated=False)
+        self._end_of_step()
+
+    def _on_first_non_finite(self, step: int, weights_updated: bool) -> None:
+        origin = self._sentinel.locate(step, weights_updated, self._layer_names_in_order(),
+                                       self._logit.latest(self._pending_samples))
+        origin["rank"] = self._rank
+        if self._checkpoint is not None and not weights_updated:
+            self._checkpoint.save_now(step, self._root, self.optimizer, self._inv.params)
+        if self.halt_on_nan:
+            from .checks import non_finite_finding
+
+            raise TrainingHalted(non_finite_finding(origin, self.step_count))
+
     def _end_of_step(self) -> None:
-        if self._sample is not None:
-            s = self._sample
-            if s.logit_out is not None:
-                s.logit, s.logit_dtype = s.logit_out.detach().abs().amax(), str(s.logit_out.dtype)
-                s.logit_out = None
-            self._pending_samples.append(s)
-            self._disarm()
+        sample = self._sample
+        if sample is not None:
+            try:
+                self._safely("end of the instrumented step", self._end_sample, sample)
+            finally:
+                self._pending_samples.append(sample)
+                self._disarm()
         self.step_count += 1
-        if self.step_count % self.every == 0:
-            self._read_out(True)
+        if self._schedule.read_out_due(self.step_count):
+            self._safely("read-out", self._read_out, True)
         self._arm_if_sampled(self.step_count)
 
-    def _stack(self, tensors) -> torch.Tensor:
-        return torch.stack([t.detach().float().to(self._device) for t in tensors])
+    def _end_sample(self, sample: Sample) -> None:
+        for m in self._measures:
+            m.end_sample(sample)
+        for layer in sample.order:
+            self._layer_rank.setdefault(layer, len(self._layer_rank))
 
     # ------------------------------------------------------------------------------------------
     # Instrumented steps
 
     def _arm_if_sampled(self, step: int) -> None:
-        if self._closed or not (step % self.every == 0 or step < self._dense_until):
+        if self._closed or not self._schedule.instrumented(step):
             return
-        self._sample = _Sample(step=step)
-        for module in self._root.modules():
+        self._sample = Sample(step=step)
+        targets = self._root.modules() if self._forward_targets is None else self._forward_targets
+        for module in targets:
             self._sample_handles.append(module.register_forward_hook(_Hook(self._hook_forward)))
 
     def _disarm(self) -> None:
@@ -517,314 +525,67 @@ class Watch:
         self._sample = None
 
     def _on_forward(self, module, args, output) -> None:
-        info = self._module_info.get(id(module))
+        is_root = module is self._hook_root
+        info = self._inv.modules.get(id(self._root if is_root else module))
         if info is None:
             return
-        name, layer, kind, is_conv, is_leaf = info
-        s = self._sample
-        if layer >= 0:
-            if layer not in s.order:
-                s.order.append(layer)
-            s.last_conv = is_conv
-        # The logits: the root's output, or, when the root is never called (a LightningModule's
-        # training_step calls its submodules), the last classifier-shaped output of the step. Only a
-        # reference is kept here; it is reduced once at the end of the step.
-        is_root = module is self._root
-        if is_root or not s.logit_from_root:
-            logits = _logits(output)
-            if logits is not None:
-                s.logit_out, s.logit_from_root = logits, is_root
-                s.logit_layer = self._layer_names[s.order[-1]] if s.order else name
-        # Output finiteness locates a NaN only when no replay will (NaN check at read-out). One sum per
-        # leaf output: a NaN/Inf makes it non-finite (a finite overflow of the sum is read as one too,
-        # which matters only once the run already has a NaN step to explain).
-        track_finite = not self._immediate and is_leaf
-        if kind is None and not track_finite:
-            return
-        outs = tensors_in(output)
-        if not outs:
-            return
-        out = outs[0].detach()
-        if track_finite:
-            raw = None
-            if not s.finite:  # the first module called sees the batch itself
-                ins = tensors_in(args)
-                raw = torch.isfinite(ins[0].sum()) if ins else None
-            s.finite.append((name, raw, torch.isfinite(out.sum())))
-        if kind is None or out.dim() == 0:
-            return
-        calls = s.calls.get(id(module), 0)
-        s.calls[id(module)] = calls + 1
-        key = name if calls == 0 else f"{name}#{calls + 1}"
-        unit_dim = 1 if out.dim() == 2 or s.last_conv else out.dim() - 1
-        others = tuple(d for d in range(out.dim()) if d != unit_dim)  # reduce in place of a transposed copy
-        if kind == "relu":
-            mask = out.amax(dim=others) > 0  # active on some example/position
-        elif kind == "sigmoid":
-            mask = (out - 0.5).abs().amin(dim=others) > 0.5 - SATURATION_MARGIN  # saturated everywhere
-        else:
-            mask = out.abs().amin(dim=others) > 1 - SATURATION_MARGIN
-        s.units[key] = (kind if kind == "relu" else "saturated " + kind, mask)
-
-    def _sample_gradients(self, sample: _Sample) -> None:
-        index = [i for i, p in enumerate(self._params) if p.grad is not None]
-        if index:
-            grads = [self._params[i].grad.detach() for i in index]
-            sample.grad_index = index
-            sample.grad_norms = self._stack(torch._foreach_norm(grads))
-        for layer in sample.order:
-            self._layer_rank.setdefault(layer, len(self._layer_rank))
-
-    # ------------------------------------------------------------------------------------------
-    # The first NaN/Inf
-
-    def _on_first_non_finite(self, step: int, weights_updated: bool) -> None:
-        origin, replay_note = None, None
-        if self._last_input is not None:
-            args, kwargs, autocast = self._last_input
-            try:
-                trace = replay_forward(self._root, args, kwargs, autocast)
-                origin = origin_from_trace(trace, all_finite(tensors_in((args, kwargs))))
-                if origin is not None:
-                    origin["located_by"] = ("replay of the step's batch on a copy of the model "
-                                            + ("(weights already updated)" if weights_updated else
-                                               "with the weights before the update"))
-            except Exception as exc:  # noqa: BLE001 - the user's model, not lossdoctor: never raised, not even
-                # in strict mode (a LightningModule's forward may raise NotImplementedError; a model may
-                # refuse a deep copy); the origin falls back to the gradients, and the evidence says why
-                replay_note = f"replay of the root module's forward failed ({type(exc).__name__}: {exc})"[:300]
-        elif not self._root_called:
-            replay_note = ("no replay: the root module's forward was not called in training (e.g. a "
-                           "LightningModule's training_step calls its submodules)")
-        if origin is None:
-            names = [self._layer_names[i] for i in self._layer_order()]
-            origin = origin_from_gradients(self._root, names)
-            if origin is not None:
-                origin["located_by"] = "gradients of the step"
-        if origin is None:
-            bad = modules_with_non_finite_weights(self._root)
-            origin = ({"module": bad[0], "produced_by": "weights", "located_by": "weights inspected",
-                       "detail": "the first module whose weights are NaN/Inf"} if bad else
-                      {"module": None, "produced_by": "unknown", "located_by": "not located"})
-        if replay_note:
-            origin["replay"] = replay_note
-        origin["step"] = step
-        origin["rank"] = getattr(self, "_rank", 0)
-        previous = [s for s in self._pending_samples if s.logit is not None]
-        if previous:
-            origin["largest_logit_before"] = float(previous[-1].logit)
-        self._origin = origin
-        self._last_input = None
-        if self.save_last_finite and not weights_updated:
-            self._save_state(step, current=True)
-        if self.halt_on_nan:
-            from .checks import non_finite_finding
-
-            raise TrainingHalted(non_finite_finding(origin, self.step_count))
-
-    def _save_state(self, step: int, current: bool) -> None:
-        if self._saved:
-            return
-        if current:
-            if not all(bool(torch.isfinite(p).all()) for p in self._params):
-                current = False
-        if current:
-            state = {"step": step, "model": self._root.state_dict()}
-            if self.optimizer is not None:
-                state["optimizer"] = self.optimizer.state_dict()
-        elif self._snapshot is not None:
-            state = self._snapshot
-        else:
-            return
-        torch.save(state, self.save_last_finite)
-        self._saved = True
+        sample = self._sample
+        if info.layer >= 0:
+            if info.layer not in sample.order:
+                sample.order.append(info.layer)
+            sample.last_conv = info.is_conv
+        for m in self._forward_measures:
+            m.on_forward(sample, module, info, args, output, is_root)
 
     # ------------------------------------------------------------------------------------------
     # Read-out
 
-    def _reset_pending(self) -> None:
-        self._losses: list[tuple[int, Any]] = []
-        self._flags: list[tuple[int, torch.Tensor]] = []
-        self._clips: list[tuple[int, Any, float]] = []
-        self._pending_samples: list[_Sample] = []
-
     def _make_record(self, clear: bool) -> Record:
-        losses, flags, clips, samples = self._losses, self._flags, self._clips, self._pending_samples
+        record = Record(rank=self._rank)
+        for window in (self._losses, self._sentinel, self._clips, self._scaler_steps):
+            window.read_window(record, clear)
+        if self._lr is not None:
+            self._lr.read_window(record, clear)
+        samples = self._pending_samples
         if clear:
-            self._reset_pending()
-        loss_steps = np.array([i for i, _ in losses], dtype=np.int64)
-        loss_values = _to_numpy([v for _, v in losses])
-        bad: list[int] = []
-        if flags:
-            ok = _to_numpy([f for _, f in flags])
-            bad = [int(flags[i][0]) for i in np.flatnonzero(ok == 0)[:1]]
-        records = [self._sample_record(s) for s in samples]
-        clip_norms = _to_numpy([n for _, n, _ in clips])
-        origin = self._origin if not self._origin_recorded else None
-        if clear and origin is not None:
-            self._origin_recorded = True
-        return Record(loss_steps, loss_values, bad, records,
-                      np.array([s for s, _, _ in clips], dtype=np.int64), clip_norms,
-                      np.array([m for _, _, m in clips], dtype=np.float64), origin,
-                      rank=getattr(self, "_rank", 0))
+            self._pending_samples = []
+        record.samples = [self._sample_record(s) for s in samples]
+        return record
 
-    def _sample_record(self, s: _Sample) -> SampleRecord:
-        n_layers = len(self._layer_names)
-        grad_layers = np.full(n_layers, np.nan)
-        total = math.nan
-        if s.grad_norms is not None:
-            norms = s.grad_norms.cpu().numpy().astype(np.float64)
-            layer = self._param_layer[s.grad_index]
-            sq = np.zeros(n_layers)
-            np.add.at(sq, layer, norms ** 2)
-            present = np.zeros(n_layers, dtype=bool)
-            present[layer] = True
-            grad_layers = np.where(present, np.sqrt(sq), np.nan)
-            total = float(np.sqrt(np.sum(norms ** 2)))
-        ratios = None
-        if s.diff_norms is not None:
-            diff = s.diff_norms.cpu().numpy().astype(np.float64)
-            weight = s.weight_norms.cpu().numpy().astype(np.float64)
-            d2 = np.zeros(n_layers)
-            w2 = np.zeros(n_layers)
-            np.add.at(d2, self._param_layer, diff ** 2)
-            np.add.at(w2, self._param_layer, weight ** 2)
-            with np.errstate(all="ignore"):
-                ratios = np.where(w2 > 0, np.sqrt(d2) / np.sqrt(w2), np.nan)
-        finite = [(name, None if inf is None else bool(inf), bool(outf)) for name, inf, outf in s.finite]
-        units = {k: (kind, mask.cpu().numpy().astype(bool)) for k, (kind, mask) in s.units.items()}
-        return SampleRecord(
-            step=s.step, grad_norms=grad_layers, total_grad_norm=total, update_ratios=ratios, units=units,
-            finite=finite, logit_absmax=float(s.logit) if s.logit is not None else None, logit_dtype=s.logit_dtype,
-            logit_layer=s.logit_layer,
-        )
-
-    def _check_weights(self) -> None:
-        """Without an optimizer, at read-out: are the weights still finite? One norm per parameter and
-        one flag read per read-out; catches a NaN that neither a loss nor a gradient showed."""
-        if self.optimizer is not None or self._origin is not None or not self._params:
-            return
-        if any(not bool(f) for _, f in self._flags):
-            return
-        norms = torch.stack([n.float().to(self._device) for n in torch._foreach_norm([p.detach() for p in self._params])])
-        if bool(torch.isfinite(norms).all()):
-            return
-        bad = modules_with_non_finite_weights(self._root)
-        self._origin = {
-            "module": bad[0] if bad else None, "produced_by": "weights", "located_by": "weights inspected at read-out",
-            "step": self._window_start, "step_range": [self._window_start, max(self.step_count - 1, self._window_start)],
-            "step_exact": False, "rank": getattr(self, "_rank", 0),
-            "detail": ("the weights turned NaN/Inf between two read-outs and no loss or gradient showed it: the "
-                       "step given is the first of that window. Pass the loss to doctor.step(loss) for the exact "
-                       "step"),
-        }
+    def _sample_record(self, sample: Sample) -> SampleRecord:
+        record = SampleRecord(step=sample.step)
+        for m in self._measures:
+            m.read_sample(sample, record)
+        return record
 
     def _read_out(self, collective: bool) -> None:
-        self._safely("checking the weights", self._check_weights)
+        if self.optimizer is None:
+            self._safely("checking the weights", self._sentinel.check_weights, self._window_start, self.step_count,
+                         self._rank)
         self._window_start = self.step_count
-        record = self._make_record(clear=True)
-        if collective and getattr(self, "_world", 1) > 1:
+        # a rank whose record failed still enters the collective (with an empty record): a rank that
+        # skipped it would hang the others
+        record = self._safely("read-out", self._make_record, True) or Record(rank=self._rank)
+        if collective and self._world > 1:
             gathered: list[Any] = [None] * self._world
             torch.distributed.all_gather_object(gathered, record)
             record = merge_records(gathered)
         self._history.append(record)
-        self._after_read_out(record)
+        self._safely("after the read-out", self._after_read_out, record)
 
     def _after_read_out(self, record: Record) -> None:
         non_finite = bool(record.bad_steps) or record.origin is not None or not np.isfinite(record.loss_values).all()
-        if self.save_last_finite:
-            if non_finite:
-                self._save_state(self.step_count, current=False)
-            elif not self._saved:
-                self._snapshot = {"step": self.step_count,
-                                  "model": {k: v.detach().cpu().clone() for k, v in self._root.state_dict().items()}}
-        escalate = False
-        for s in record.samples:
-            if self._first_total_norm is None and math.isfinite(s.total_grad_norm) and s.total_grad_norm > 0:
-                self._first_total_norm = s.total_grad_norm
-            limit = EXP_OVERFLOW_LIMIT.get(s.logit_dtype or "", 88.72)
-            logit = s.logit_absmax if s.logit_absmax is not None and math.isfinite(s.logit_absmax) else None
-            norm = s.total_grad_norm if math.isfinite(s.total_grad_norm) else None
-            if logit is not None:
-                escalate |= logit > ESCALATE_LOGIT_FRACTION * limit and logit > ESCALATE_NEW_HIGH * self._logit_high
-                self._logit_high = max(self._logit_high, logit)
-            if norm is not None and self._first_total_norm is not None:
-                escalate |= (norm > ESCALATE_GRAD_GROWTH * self._first_total_norm
-                             and norm > ESCALATE_NEW_HIGH * self._norm_high)
-                self._norm_high = max(self._norm_high, norm)
-        if escalate and not non_finite and self._escalations < MAX_ESCALATIONS:
-            self._escalations += 1
-            self._dense_until = self.step_count + self.every
+        if self._checkpoint is not None:
+            self._checkpoint.after_read_out(self.step_count, self._root, non_finite)
+        self._schedule.after_read_out(record, self.step_count, non_finite)
         if self._writer is not None:
-            self._write_scalars(record)
-
-    # ------------------------------------------------------------------------------------------
-    # TensorBoard
-
-    def _write_scalars(self, record: Record) -> None:
-        w = self._writer
-        for step, value in zip(record.loss_steps, record.loss_values):
-            w.add_scalar("lossdoctor/train_loss", float(value), int(step))
-        names = self._layer_names
-        for s in record.samples:
-            if math.isfinite(s.total_grad_norm):
-                w.add_scalar("lossdoctor/grad_norm/total", s.total_grad_norm, s.step)
-            for name, value in zip(names, s.grad_norms):
-                if np.isfinite(value):
-                    w.add_scalar(f"lossdoctor/grad_norm/{name}", float(value), s.step)
-            if s.update_ratios is not None:
-                for name, value in zip(names, s.update_ratios):
-                    if np.isfinite(value):
-                        w.add_scalar(f"lossdoctor/update_ratio/{name}", float(value), s.step)
-            if s.logit_absmax is not None and math.isfinite(s.logit_absmax):
-                w.add_scalar("lossdoctor/largest_logit", s.logit_absmax, s.step)
-        w.flush()
-
-    def _write_histograms(self, step: int) -> None:
-        for p in self._params:
-            name = self._param_names.get(id(p), "param")
-            data = p.detach()
-            if bool(torch.isfinite(data).all()):
-                self._writer.add_histogram(f"weights/{name}", data, step)
-            if p.grad is not None and bool(torch.isfinite(p.grad).all()):
-                self._writer.add_histogram(f"gradients/{name}", p.grad.detach(), step)
-
-    def _autocast_state(self) -> dict | None:
-        device_type = self._device.type
-        try:
-            if torch.is_autocast_enabled(device_type):
-                return {"enabled": True, "device_type": device_type, "dtype": torch.get_autocast_dtype(device_type)}
-        except (TypeError, RuntimeError):
-            return None
-        return None
-
-
-def _logits(output) -> torch.Tensor | None:
-    """The classifier's logits in a model output: a floating tensor whose last axis holds >= 2 classes
-    (``.logits`` of a transformers ModelOutput, the first tensor of a tuple)."""
-    candidate = getattr(output, "logits", None)
-    if candidate is None:
-        found = tensors_in(output)
-        candidate = found[0] if found else None
-    if isinstance(candidate, torch.Tensor) and candidate.is_floating_point() and candidate.dim() >= 2 \
-            and candidate.shape[-1] >= 2:
-        return candidate
-    return None
-
-
-def _to_numpy(values: list) -> np.ndarray:
-    if not values:
-        return np.zeros(0, dtype=np.float64)
-    tensors = [v for v in values if isinstance(v, torch.Tensor)]
-    if len(tensors) == len(values):
-        return torch.stack([t.reshape(()).float().cpu() for t in tensors]).double().numpy()
-    return np.array([float(v) for v in values], dtype=np.float64)
+            self._writer.write_record(record, self._inv.layer_names)
 
 
 def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, every: int = 50,
           tensorboard: str | os.PathLike | None = None, halt_on_nan: bool = False, max_norm: float | None = None,
           histograms_every: int | None = None, save_last_finite: str | os.PathLike | None = None,
-          nan_check: str = "auto") -> Watch:
+          nan_check: str = "auto", scaler=None) -> Watch:
     """Watch a training run: ``with lossdoctor.watch(model, optimizer) as doctor: ...``.
 
     ``every``: steps between read-outs (one step in ``every`` is instrumented in full).
@@ -834,8 +595,10 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, ever
     ``max_norm``: the clip threshold, when clipping is not done through torch.nn.utils.clip_grad_norm_.
     ``save_last_finite``: a path; when the first NaN/Inf appears, the last finite weights are saved there.
     ``nan_check``: "auto" (every step on CPU, at read-out on accelerators), "step" or "readout".
+    ``scaler``: the ``torch.amp.GradScaler`` of a float16 run, when the watch cannot tell it is the
+    optimizer's (without an optimizer); a scaler stepping the watched optimizer is found on its own.
     Call ``start()`` yourself when not using ``with``; ``close()`` removes every hook.
     """
     return Watch(model, optimizer, every=every, tensorboard=tensorboard, halt_on_nan=halt_on_nan,
                  max_norm=max_norm, histograms_every=histograms_every, save_last_finite=save_last_finite,
-                 nan_check=nan_check)
+                 nan_check=nan_check, scaler=scaler)

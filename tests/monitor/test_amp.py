@@ -1,0 +1,127 @@
+"""Mixed precision (issue 12): float16 under a GradScaler whose scale collapses, bfloat16 weights whose
+updates round to nothing, logits against the float16 limit. On the CPU: torch.autocast("cpu") runs
+float16 and bfloat16, and torch.amp.GradScaler("cpu") is the scaler a GPU run uses, with its device
+paths (the overflow flags and the scale stay tensors until the read-out) exercised by
+nan_check="readout"."""
+import contextlib
+
+import pytest
+import torch
+from torch import nn
+from torch.amp.grad_scaler import GradScaler
+
+import lossdoctor
+from watch_training import X, Y, batches, mlp, warnings_of
+
+
+def train_amp(model, lr, steps=150, dtype=torch.float16, scaler=True, optimizer="sgd", inputs=None, every=10,
+              declare_scaler=False, **watch_kwargs):
+    inputs = X if inputs is None else inputs
+    opt = (torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9) if optimizer == "sgd"
+           else torch.optim.Adam(model.parameters(), lr=lr))
+    grad_scaler = torch.amp.GradScaler("cpu") if scaler else None
+    with lossdoctor.watch(model, opt, every=every, scaler=grad_scaler if declare_scaler else None,
+                          **watch_kwargs) as doctor:
+        for idx in batches(steps):
+            with torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext():
+                loss = nn.functional.cross_entropy(model(inputs[idx]), Y[idx])
+            opt.zero_grad()
+            if grad_scaler is not None:
+                grad_scaler.scale(loss).backward()
+                grad_scaler.step(opt)
+                grad_scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            doctor.step(loss)
+    return doctor.report(), doctor
+
+
+@pytest.fixture(scope="module")
+def collapsed():
+    return train_amp(mlp(), lr=5.0)
+
+
+def test_a_grad_scaler_whose_scale_collapses_is_found_without_being_passed(collapsed):
+    report, doctor = collapsed
+    amp = [f for f in report.findings if f.code == "optim.amp_scale_collapse"]
+    assert amp and amp[0].severity == "error" and amp[0].evidence["mechanism"] == "grad_scaler"
+    assert amp[0].evidence["skipped_share_after_settling"] > 0.9  # the threshold is 0.5
+    assert amp[0].evidence["latest_scale"] < 1e-20  # the threshold is 1
+    assert doctor.step_count == 150  # the skipped steps are steps: the watch kept counting and reading out
+
+
+def test_the_collapse_is_filed_under_the_rate_that_caused_it(collapsed):
+    report, _ = collapsed
+    assert report.top.code == "optim.lr_too_high" and report.top.evidence["lr_at_spike"] == pytest.approx(5.0)
+    amp = next(f for f in report.findings if f.code == "optim.amp_scale_collapse")
+    assert amp.explained_by == "optim.lr_too_high"
+    nan = next(f for f in report.findings if f.code == "grad.non_finite")
+    assert nan.evidence["located_by"].startswith("replay") and nan.where  # the float16 forward that overflowed
+
+
+def test_a_healthy_float16_run_with_its_scaler_is_clean():
+    report, doctor = train_amp(mlp(), lr=0.02)
+    stats = doctor.stats()
+    assert stats.scaler["steps"] == 150 and stats.scaler["skipped_steps"].size == 0
+    assert stats.autocast == "torch.float16" and stats.logits[-1][2] == "torch.float16"
+    assert not report.has("optim.amp_scale_collapse")
+    assert warnings_of(report) == []  # logits past the float16 exp limit are a note under autocast
+
+
+def test_the_device_path_reads_the_scaler_at_read_out(collapsed):
+    report, doctor = train_amp(mlp(), lr=5.0, nan_check="readout")
+    assert doctor.stats().meta["nan_check"] == "at read-out"
+    amp = next(f for f in report.findings if f.code == "optim.amp_scale_collapse")
+    assert amp.evidence["skipped_share_after_settling"] > 0.9
+    assert report.verdict == "non_finite"
+    assert report.top.code == "optim.lr_too_high"
+
+
+def test_a_declared_scaler_without_an_optimizer_is_read_from_its_own_overflow_flags():
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=5.0, momentum=0.9)
+    scaler = torch.amp.GradScaler("cpu")
+    with lossdoctor.watch(model, every=10, scaler=scaler) as doctor:  # no optimizer: step() counts
+        for idx in batches(100):
+            with torch.autocast("cpu", dtype=torch.float16):
+                loss = nn.functional.cross_entropy(model(X[idx]), Y[idx])
+            opt.zero_grad()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            doctor.step(loss)
+    stats = doctor.stats()
+    assert stats.scaler["steps"] == 100 and stats.scaler["skipped_steps"].size > 80
+    assert doctor.report().has("optim.amp_scale_collapse", "error")
+
+
+def test_bfloat16_weights_that_a_small_rate_cannot_move_are_found():
+    model = mlp().to(torch.bfloat16)
+    report, doctor = train_amp(model, lr=1e-4, optimizer="adam", dtype=None, scaler=False, inputs=X.to(torch.bfloat16))
+    amp = [f for f in report.findings if f.code == "optim.amp_scale_collapse"]
+    assert amp and amp[0].evidence["mechanism"] == "low_precision_rounding" and amp[0].severity == "error"
+    assert min(amp[0].evidence["stalled_share_per_layer"].values()) > 0.75  # the threshold is 0.5
+    assert "autocast" in amp[0].remedy and amp[0].evidence["dtype"] == "bfloat16"
+
+
+def test_float32_master_weights_under_bfloat16_autocast_move_at_the_same_rate():
+    report, doctor = train_amp(mlp(), lr=1e-4, optimizer="adam", dtype=torch.bfloat16, scaler=False)
+    stats = doctor.stats()
+    assert stats.low_precision == {} and stats.autocast == "torch.bfloat16"
+    assert stats.loss_values[-20:].mean() < stats.loss_values[:20].mean() - 0.1  # it learns
+    assert not report.has("optim.amp_scale_collapse")
+    assert warnings_of(report) == []
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_grad_scaler_and_clip_observation_end_with_the_watch(fail):
+    original_update = GradScaler.update
+    original_clip = torch.nn.utils.clip_grad_norm_
+    with contextlib.suppress(RuntimeError):
+        with lossdoctor.watch(mlp(), every=5):
+            assert GradScaler.update is not original_update
+            if fail:
+                raise RuntimeError("user code failed")
+    assert GradScaler.update is original_update
+    assert torch.nn.utils.clip_grad_norm_ is original_clip
