@@ -19,6 +19,7 @@ checkup trains a dozen copies for minutes, so the zoo's ProbeEvidence is built f
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import replace
 
@@ -113,6 +114,30 @@ def _member(model, X, y, loss_fn, opt=None, steps=0, *, data=None, baseline=Fals
     watched = _train(model, X, y, loss_fn, opt, steps, **train)
     watched.model, watched.data = facts, data_facts
     return watched
+
+
+def _amp_member(model, X, y, *, lr, dtype, steps=120):
+    """A watched mixed-precision run: float16 autocast with torch.amp.GradScaler("cpu") (SGD with
+    momentum), or a model kept in bfloat16 (Adam, no scaler); the watch's evidence."""
+    torch.manual_seed(0)
+    scaler = torch.amp.GradScaler("cpu") if dtype is torch.float16 else None
+    opt = (torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9) if scaler is not None
+           else torch.optim.Adam(model.parameters(), lr=lr))
+    with lossdoctor.watch(model, opt, every=10) as doctor:
+        for _ in range(steps):
+            rows = torch.randint(0, len(y), (64,))
+            with torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext():
+                loss = nn.functional.cross_entropy(model(X[rows]), y[rows])
+            opt.zero_grad()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            doctor.step(loss)
+    return doctor.evidence()
 
 
 # -- plain probe results (see the module docstring) ----------------------------------------------
@@ -235,6 +260,15 @@ def zoo() -> dict[str, Evidence]:
     model = _mlp(64, 10, hidden=(64, 64))
     members["a spike, then stuck at chance"] = _member(model, Xd, yd, ce, torch.optim.Adam(model.parameters(), 3.0),
                                                        150, batch=64)
+
+    # activations and precision
+    model = _mlp(64, 10, hidden=(64, 64), act=nn.Tanh)
+    members["tanh saturated by a rate too high"] = _member(model, Xd, yd, ce, torch.optim.SGD(
+        model.parameters(), lr=30.0, momentum=0.9), 120, batch=64, every=10)
+    members["float16 grad scaler collapsing"] = _amp_member(_mlp(64, 10, hidden=(64, 64)), Xd, yd, lr=5.0,
+                                                            dtype=torch.float16)
+    members["bfloat16 weights a small rate cannot move"] = _amp_member(
+        _mlp(64, 10, hidden=(64, 64)).to(torch.bfloat16), Xd.to(torch.bfloat16), yd, lr=1e-4, dtype=None)
 
     # architecture faults seen by the inspector
     images = Xd.reshape(-1, 1, 8, 8)

@@ -57,7 +57,7 @@ def test_well_fitted_binary_classifier_with_stable_cross_entropy_gets_only_a_not
 def test_raw_pixel_inputs_name_the_inputs_and_the_logits_that_follow_from_them():
     report, _ = train(mlp(), lr=0.05, inputs=RAW_X * 16)  # 0..255 pixel values, as images come
     assert report.top.code == "data.unnormalized" and report.top.where == "inputs"
-    assert report.top.evidence["largest_std"] > 3 * report.top.evidence["large_std_limit"]
+    assert report.top.evidence["largest_magnitude"] > 3 * report.top.evidence["magnitude_limit"]
     for f in report.findings:
         if f is not report.top and f.severity != "info":
             assert f.explained_by == "data.unnormalized", (f.code, f.title)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..curves import GRAD_EXPLODE_ERROR_RATIO, GRAD_EXPLODE_RATIO
 from ..curves.checks import WARMUP_START_FRACTION
-from ..data.checks import LARGE_STD_LIMIT, MEAN_OFFSET_LIMIT
+from ..data.checks import LARGE_MAGNITUDE_LIMIT, UNIT_RANGE
 from ..findings import Event, Finding
 from ..registry import check
 from . import advice
@@ -714,23 +714,21 @@ def clipping_masks_lr(stats: WatchStats, analysis: "CurveAnalysis | None" = None
 
 
 # -- data.unnormalized (the first layer's inputs) -----------------------------------------------------
-# The data room's thresholds (one place: ``data.checks``): a feature std above LARGE_STD_LIMIT puts the
-# first layer's pre-activations that far beyond what initializers assume; a mean more than
-# MEAN_OFFSET_LIMIT x max(std, 1) from zero leaves every unit far from its useful range. Inputs within
-# [-1, 1] are never flagged (already scaled). The spread of per-feature scales is check_data's to
-# judge on the whole data set: a few batches (and flattened images, whose border pixels never vary)
-# do not show it reliably.
-UNIT_RANGE = 1.0
+# The data room's thresholds (one place: ``data.checks``): a feature whose magnitude (root mean square,
+# sqrt(mean^2 + std^2)) exceeds LARGE_MAGNITUDE_LIMIT puts the first layer's pre-activations that far
+# beyond what initializers assume. Inputs within [-1, 1] (UNIT_RANGE) are never flagged (already
+# scaled), nor is a mean alone. The spread of per-feature scales is check_data's to judge on the
+# whole data set: a few batches (and flattened images, whose border pixels never vary) do not show it
+# reliably.
 
 
-def _off_scale_features(inputs: dict[str, Any]) -> dict[str, list[int]]:
+def _off_scale_features(inputs: dict[str, Any]) -> tuple[np.ndarray, list[int]]:
+    """Each feature's magnitude, and the features whose magnitude is far from unit scale."""
     std, mean, absmax = np.asarray(inputs["std"]), np.asarray(inputs["mean"]), np.asarray(inputs["absmax"])
+    magnitude = np.sqrt(mean ** 2 + std ** 2)
     if absmax.size == 0 or float(np.max(absmax)) <= UNIT_RANGE:
-        return {}
-    varying = np.isfinite(std) & (std > 0)
-    large = np.flatnonzero(varying & (std > LARGE_STD_LIMIT))
-    offset = np.flatnonzero(varying & (np.abs(mean) > MEAN_OFFSET_LIMIT * np.maximum(std, 1.0)))
-    return {k: v.tolist() for k, v in (("large_std", large), ("offset", offset)) if v.size}
+        return magnitude, []
+    return magnitude, np.flatnonzero(np.isfinite(magnitude) & (magnitude > LARGE_MAGNITUDE_LIMIT)).tolist()
 
 
 @check
@@ -739,26 +737,23 @@ def unnormalized_inputs(stats: WatchStats, run: "RunFacts | None" = None) -> lis
     inputs = stats.inputs
     if not inputs:
         return []
-    off = _off_scale_features(inputs)
-    if not off:
+    magnitude, flagged = _off_scale_features(inputs)
+    if not flagged:
         return []
     std, mean = np.asarray(inputs["std"]), np.asarray(inputs["mean"])
-    flagged = sorted(set(off.get("large_std", [])) | set(off.get("offset", [])))
-    worst = max(flagged, key=lambda i: max(std[i], abs(mean[i])))
-    largest = float(np.max(std))
+    worst = max(flagged, key=lambda i: magnitude[i])
+    largest = float(magnitude[worst])
     features = "feature" if inputs["features"] > 1 else "input"
     where = "inputs" if inputs["kind"] == "features" else f"output of {inputs['layer']!r}"
-    by = max(largest / LARGE_STD_LIMIT, abs(float(mean[worst])) / (MEAN_OFFSET_LIMIT * max(float(std[worst]), 1.0)))
     return [Finding(
-        "data.unnormalized", "warning", min(0.9, 0.6 + 0.15 * math.log10(max(by, 1.0))),
+        "data.unnormalized", "warning", min(0.9, 0.6 + 0.15 * math.log10(max(largest / LARGE_MAGNITUDE_LIMIT, 1.0))),
         title=(f"The inputs of {inputs['layer']!r} are far from unit scale: {features} {worst} has mean "
                f"{mean[worst]:.3g} and std {std[worst]:.3g} ({len(flagged)} of {inputs['features']} "
                f"{features}s off scale)"),
         evidence={"first_layer": inputs["layer"], "measured": inputs["kind"], "features": inputs["features"],
-                  "rows": inputs["rows"], "largest_std": largest, "large_std_limit": LARGE_STD_LIMIT,
-                  "mean_offset_limit": f"|mean| > {MEAN_OFFSET_LIMIT} x max(std, 1)",
-                  "large_std_features": off.get("large_std", [])[:8], "offset_features": off.get("offset", [])[:8],
-                  "off_scale_features": len(flagged), "largest_abs_value": float(np.max(inputs["absmax"])),
+                  "rows": inputs["rows"], "largest_magnitude": largest, "magnitude_limit": LARGE_MAGNITUDE_LIMIT,
+                  "magnitude": "root mean square of the values", "off_scale_features": len(flagged),
+                  "off_scale_examples": flagged[:8], "largest_abs_value": float(np.max(inputs["absmax"])),
                   "worst_feature": {"index": worst, "mean": float(mean[worst]), "std": float(std[worst])}},
         where=where,
         remedy=(advice.standardize_inputs(run, inputs["layer"]) + "." if inputs["kind"] == "features" else
