@@ -1,9 +1,7 @@
 """Fault: a Softmax layer before CrossEntropyLoss (double softmax)."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "model.activation_mismatch"
 

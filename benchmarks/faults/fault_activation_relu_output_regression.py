@@ -1,9 +1,7 @@
 """Fault: a ReLU on the output of a regressor whose standardized target is half negative."""
-import numpy as np
 import torch
+from _common import diabetes
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "model.activation_mismatch"
 

@@ -1,9 +1,7 @@
 """Fault: a tanh MLP initialized at 1e-3 of the usual scale: the signal dies at initialization."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "model.bad_init"
 

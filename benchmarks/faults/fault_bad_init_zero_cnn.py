@@ -1,9 +1,7 @@
 """Fault: a CNN whose layers were all initialized to zero: symmetric units that training cannot split."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "model.bad_init"
 

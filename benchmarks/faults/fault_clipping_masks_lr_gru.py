@@ -1,9 +1,8 @@
 """Fault: a GRU clipped at a total gradient norm of 0.01 with Adam-free SGD."""
-import numpy as np
 import torch
-from torch import nn
-from _common import digits, tabular, diabetes
+from _common import digits
 from _seq import RowRNN
+from torch import nn
 
 EXPECTED = "optim.clipping_masks_lr"
 

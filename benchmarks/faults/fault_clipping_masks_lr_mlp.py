@@ -1,9 +1,7 @@
 """Fault: clipping at a total gradient norm of 0.005 turns SGD's rate 0.1 into tiny steps."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "optim.clipping_masks_lr"
 

@@ -1,9 +1,7 @@
 """Fault: "is it a 3?" on digits with only 2 % positives kept: the majority class dominates."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "data.class_imbalance"
 

@@ -1,9 +1,7 @@
 """Fault: 40 % of the training labels were replaced by random classes."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "data.label_noise"
 

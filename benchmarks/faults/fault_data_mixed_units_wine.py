@@ -7,8 +7,8 @@ across wildly different scales (the seed's lab results: one normalizer per lab t
 """
 import numpy as np
 import torch
-from torch import nn
 from sklearn.datasets import load_wine
+from torch import nn
 
 EXPECTED = "data.mixed_units"
 

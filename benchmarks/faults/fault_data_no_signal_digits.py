@@ -1,9 +1,7 @@
 """Fault: the labels were shuffled against the images (a broken label join): nothing to learn."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "data.no_signal"
 

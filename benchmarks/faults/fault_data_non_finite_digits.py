@@ -1,9 +1,7 @@
 """Fault: 2 % of the input values are NaN (a failed join upstream)."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "data.non_finite"
 

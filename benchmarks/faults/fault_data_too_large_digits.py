@@ -1,9 +1,7 @@
 """Fault: a 3-unit bottleneck cannot hold ten digit classes; it fits a small sample but not the set."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "data.too_large"
 

@@ -1,9 +1,7 @@
 """Fault: raw breast-cancer features (scales from 0.001 to 4000) fed to an SGD-trained MLP."""
-import numpy as np
 import torch
+from _common import tabular
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "data.unnormalized"
 

@@ -1,9 +1,7 @@
 """Fault: hidden biases initialized at -3: most ReLU units never fire."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "grad.dead_relu"
 

@@ -1,8 +1,8 @@
 """Fault: twenty-four tanh layers with weights 8x the LeCun scale (the chaotic regime): activations stay
 bounded by tanh, but the gradient grows by five orders of magnitude from the last layer to the first."""
 import torch
-from torch import nn
 from _common import digits
+from torch import nn
 
 EXPECTED = "grad.exploding"
 

@@ -1,9 +1,7 @@
 """Fault: a deep sigmoid stack whose vanishing gradient is hidden by batch norm after every layer."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "grad.masked_by_batchnorm"
 

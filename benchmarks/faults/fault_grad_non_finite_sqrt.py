@@ -1,9 +1,7 @@
 """Fault: a square root of a pre-activation that goes negative: NaN in the forward pass."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "grad.non_finite"
 

@@ -1,9 +1,7 @@
 """Fault: ten sigmoid layers deep: the gradient shrinks by orders of magnitude towards the input."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "grad.vanishing"
 

@@ -1,9 +1,7 @@
 """Fault: logits multiplied by 100 (a temperature of 0.01 in the wrong place): near exp overflow."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "model.logit_overflow"
 

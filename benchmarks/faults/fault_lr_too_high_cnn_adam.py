@@ -1,9 +1,7 @@
 """Fault: Adam at lr 0.3 on a small CNN: the loss jumps up and stays up."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "optim.lr_too_high"
 

@@ -1,9 +1,7 @@
 """Fault: SGD with momentum at lr 3 on digits: the loss blows up."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "optim.lr_too_high"
 

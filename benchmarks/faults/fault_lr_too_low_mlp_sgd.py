@@ -1,9 +1,7 @@
 """Fault: plain SGD at lr 1e-4 on digits: the loss barely moves."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "optim.lr_too_low"
 

@@ -1,9 +1,7 @@
 """Fault: Adam at lr 1e-6 on the diabetes regression."""
-import numpy as np
 import torch
+from _common import diabetes
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "optim.lr_too_low"
 

@@ -1,10 +1,8 @@
 """Fault: an internal 0.01 input scale leaves the first layer's gradients 100x smaller than the
 last's; no single SGD rate suits both, Adam's per-parameter steps do."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "optim.optimizer_choice"
 

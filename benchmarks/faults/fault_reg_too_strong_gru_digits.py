@@ -1,9 +1,7 @@
 """Fault: a 2-layer GRU with dropout 0.7 between layers and SGD weight decay 0.05."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "model.regularization_too_strong"
 

@@ -1,9 +1,7 @@
 """Fault: dropout 0.8 and weight decay 0.05 keep an MLP from fitting digits."""
-import numpy as np
 import torch
+from _common import digits
 from torch import nn
-from _common import digits, tabular, diabetes
-from _seq import RowRNN
 
 EXPECTED = "model.regularization_too_strong"
 

@@ -1,7 +1,7 @@
 """Healthy control: a small CNN with batch norm on 8x8 digits, SGD with momentum."""
 import torch
-from torch import nn
 from _common import digits
+from torch import nn
 
 EXPECTED = "healthy"
 

@@ -1,8 +1,8 @@
 """Healthy control: a GRU reading digit rows as a sequence, Adam with clipping that rarely triggers."""
 import torch
-from torch import nn
 from _common import digits
 from _seq import RowRNN
+from torch import nn
 
 EXPECTED = "healthy"
 

@@ -1,8 +1,8 @@
 """Healthy control: an LSTM reading digit rows as a sequence, RMSprop."""
 import torch
-from torch import nn
 from _common import digits
 from _seq import RowRNN
+from torch import nn
 
 EXPECTED = "healthy"
 

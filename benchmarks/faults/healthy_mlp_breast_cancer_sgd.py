@@ -1,7 +1,7 @@
 """Healthy control: a small MLP with mild dropout and weight decay on breast cancer, SGD with momentum."""
 import torch
-from torch import nn
 from _common import tabular
+from torch import nn
 
 EXPECTED = "healthy"
 

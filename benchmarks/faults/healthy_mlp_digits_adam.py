@@ -1,7 +1,7 @@
 """Healthy control: a ReLU MLP on standardized digits, Adam at its default rate."""
 import torch
-from torch import nn
 from _common import digits
+from torch import nn
 
 EXPECTED = "healthy"
 

@@ -1,7 +1,7 @@
 """Healthy control: an MLP on wine with AdamW and its default weight decay."""
 import torch
-from torch import nn
 from _common import tabular
+from torch import nn
 
 EXPECTED = "healthy"
 

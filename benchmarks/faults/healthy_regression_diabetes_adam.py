@@ -1,7 +1,7 @@
 """Healthy control: an MLP regressor on diabetes (standardized features and target), Adam."""
 import torch
-from torch import nn
 from _common import diabetes
+from torch import nn
 
 EXPECTED = "healthy"
 

@@ -13,59 +13,99 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import math
+import inspect
 import os
 import random
 import sys
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from .errors import InputError
 from .assemble import build_report
 from .curves import CHANCE_LEVEL_META, judge
+from .errors import InputError
 from .evidence import Curves, RunFacts
 from .findings import Report
 from .internal import report_internal_error
 from .probes.ablations import run_ablation
+from .probes.batches import split_batch
 from .probes.batchnorm import run_batchnorm_gradient_check
-from .probes.checks import SAFE_LR_VARIANTS, ProbeEvidence, confounded, inconclusive, rule_out, safe_lr_name
+from .probes.checks import (
+    SAFE_LR_VARIANTS,
+    ProbeEvidence,
+    confounded,
+    inconclusive,
+    rule_out,
+    safe_lr_name,
+)
+from .probes.gradients import run_gradients_at_init
 from .probes.initial_loss import run_initial_loss
-from .probes.loop import Budget, train_run
+from .probes.loop import train_run
 from .probes.lr_range import run_lr_range
 from .probes.overfit_batch import run_overfit_batch
-from .probes.recipe import (Recipe, batchnorm_layers, dropout_layers, normalize_recipe, recipe_from_dict,
-                            recurrent_dropouts)
+from .probes.recipe import (
+    Recipe,
+    batchnorm_layers,
+    dropout_layers,
+    normalize_recipe,
+    recipe_from_dict,
+    recurrent_dropouts,
+    set_schedule_horizon,
+)
 from .probes.result import ProbeResult
 from .probes.subset import run_subset
+from .probes.usercode import RecipeError, user_code
 from .registry import Evidence
 
-# Steps per training run: at least enough for a loss curve to say something, at most what a short
-# probe needs on digits-sized problems (more would spend the budget without changing the verdict).
+# Steps per training run when neither ``steps`` nor the recipe's epochs say otherwise: enough for
+# the digits-sized recipes of the tests and the fault suite to separate a fault from its fix (the
+# loss curves have settled or clearly not), few enough that the whole plan stays within the default
+# budget on a loaded 2-core machine.
+DEFAULT_STEPS = 300
+# At least this many steps per run: fewer gives a loss curve too short to judge.
 MIN_STEPS = 40
-MAX_STEPS = 600
 # Range-test steps: enough points to span LR_START..LR_END (7 decades) at ~15 points per decade.
 LR_RANGE_STEPS = 120
 # The one-batch overfit runs this share of the run length (a single batch converges faster).
 OVERFIT_SHARE = 0.5
-# Share of the budget the planner hands to the probes after the model/data checks; the rest absorbs
-# the monitor's overhead, evaluation passes and timing noise.
-PLAN_SHARE = 0.85
-# Steps timed to estimate the cost of one training step before planning.
-TIMING_STEPS = 5
+# The budget the default plan is sized for: the whole plan (about 11 runs of DEFAULT_STEPS plus the
+# data checks' cross-validated baseline) of a digits MLP or a tiny BERT takes 20-90 s on this
+# 2-core machine under load; 300 s leaves room for a machine several times slower, so that the
+# default plan runs whole and the same recipe gives the same report anywhere.
+DEFAULT_BUDGET_S = 300.0
 # The data checks' cross-validated baseline (permutation test and cleanlab's out-of-fold
 # probabilities: dozens of model fits) takes 5-40 s on digits on this 2-core machine; below this
 # budget it would eat the probes' time, so it is skipped with a note.
 DATA_BASELINE_MIN_BUDGET = 20.0
 # The monitor reads its statistics this often during the baseline run.
 MONITOR_EVERY = 20
-# The monitored run gets at most this share of the budget and this many steps: enough read-outs
-# (MONITOR_EVERY apart) to see dead units, gradient trends and the first NaN.
-MONITOR_SHARE = 0.2
+# The monitored run gets at most this many steps: enough read-outs (MONITOR_EVERY apart) to see
+# dead units, gradient trends and the first NaN.
 MONITOR_MAX_STEPS = 200
+# A monitored step costs about this many plain steps (the instrumented steps' hooks and read-outs),
+# for the budget's estimate.
+MONITOR_COST = 2.0
+# The batch-norm gradient check's cost in steps (a few forward/backward passes, twice).
+BATCHNORM_CHECK_COST = 10
+
+
+class Budget:
+    """The wall-clock budget: it decides only whether the next optional probe starts (each runs whole)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = float(seconds)
+        self.start = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def fits(self, cost_s: float) -> bool:
+        return self.elapsed + cost_s <= self.seconds
 
 
 @contextlib.contextmanager
@@ -122,19 +162,28 @@ class _Progress:
 
 
 def _call_room(notes: list[str], what: str, fn: Callable[[], Any]) -> Any:
-    """Call another room's entry point; a missing room or a failure becomes a note, not a crash."""
+    """Call another room's entry point; a missing room, a complaint about the data it cannot
+    handle, or a failure becomes a note, not a crash (the recipe itself was validated already)."""
     try:
         return fn()
     except ImportError as exc:
         notes.append(f"{what} skipped: not available ({exc})")
-    except InputError:
+    except RecipeError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a bug elsewhere must not stop the checkup
+    except InputError as exc:
+        notes.append(f"{what} skipped: {exc}")
+    except Exception as exc:
         if os.environ.get("LOSSDOCTOR_STRICT"):
             raise
         report_internal_error(f"checkup: {what}", exc)
-        notes.append(f"{what} skipped: {type(exc).__name__}: {exc}")
+        notes.append(f"{what} skipped: lossdoctor's own error ({type(exc).__name__}: {exc})")
     return None
+
+
+def _check_rows(recipe: Recipe, rows: int = 256):
+    """The first ``rows`` training rows as (inputs, targets), for the model checks."""
+    batch = recipe.batch(torch.arange(min(recipe.n_train, rows)))
+    return split_batch(batch)
 
 
 def _model_and_data_facts(recipe: Recipe, notes: list[str], baseline: bool) -> tuple[Any, Any]:
@@ -147,20 +196,52 @@ def _model_and_data_facts(recipe: Recipe, notes: list[str], baseline: bool) -> t
     def data_facts():
         from .data import profile_data
 
-        X = recipe.X.reshape(recipe.n_train, -1)
-        return profile_data(X, recipe.y, groups=recipe.groups, task=recipe.task, baseline=baseline)
+        X = _features(recipe)
+        if X is None:
+            notes.append("data checks skipped: the batches hold no single input tensor to profile")
+            return None
+        extra = {}
+        if recipe.integer_inputs:
+            # token ids and category codes are not feature values: the data room profiles them only when
+            # it is told what they are (scales, quick baselines and label noise mean nothing on raw ids)
+            if "inputs" not in inspect.signature(profile_data).parameters:
+                notes.append("data checks skipped: the inputs are integer ids (token ids or category codes), which "
+                             "this version of lossdoctor.data.profile_data does not profile")
+                return None
+            extra["inputs"] = "token_ids"
+        y = recipe.targets
+        if y is not None and y.shape[0] != X.shape[0]:
+            y = None  # per-token targets: the inputs are profiled alone
+        return profile_data(X, y, groups=recipe.groups, task=recipe.task, baseline=baseline, **extra)
 
     def model_facts():
         from .model import inspect_model
 
         model = recipe.fresh_model()
-        rows = min(recipe.n_train, 256)
-        return inspect_model(model, sample_input=recipe.X[:rows], loss_fn=recipe.loss_fn, targets=recipe.y[:rows],
+        inputs, targets = _check_rows(recipe)
+        return inspect_model(model, sample_input=inputs, loss_fn=recipe.loss_fn,
+                             targets=targets if isinstance(targets, torch.Tensor) else None,
                              optimizer=recipe.make_optimizer(model))
 
     data = _call_room(notes, "data profile (lossdoctor.data.profile_data)", data_facts)
     model = _call_room(notes, "model inspection (lossdoctor.model.inspect_model)", model_facts)
     return data, model
+
+
+def _features(recipe: Recipe) -> torch.Tensor | None:
+    """The training inputs as one (rows, features) tensor for the data checks: the input tensor of
+    (X, y) data, or a dict's ``input_ids``; None for inputs that are several tensors."""
+    examples = recipe.train
+    if examples.columns is not None:
+        inputs, _ = split_batch(examples.columns)
+    else:
+        inputs, _ = split_batch(examples.batch(torch.arange(examples.n)))
+    if isinstance(inputs, dict):
+        inputs = inputs.get("input_ids", next(iter(inputs.values()), None) if len(inputs) == 1 else None)
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() == 0:
+        return None
+    inputs = inputs.detach().cpu()
+    return inputs.reshape(inputs.shape[0], -1)
 
 
 def _facts(recipe: Recipe) -> dict[str, Any]:
@@ -174,41 +255,52 @@ def _facts(recipe: Recipe) -> dict[str, Any]:
         "task": recipe.task,
         "n_train": recipe.n_train,
         "batch_size": recipe.batch_size,
+        "gradient_accumulation_steps": recipe.accumulation,
+        "scheduler": recipe.schedule is not None,
+        "autocast": str(recipe.autocast).replace("torch.", "") if recipe.autocast is not None else None,
+        "grad_scaler": recipe.scaler is not None,
+        "device": str(recipe.device),
+        "loss": recipe.loss_kind,
+        "integer_inputs": recipe.integer_inputs,
+        "trained_parameters": sum(p.numel() for i, p in enumerate(recipe.model.parameters())
+                                  if i in recipe.trained_indices),
+        "frozen_parameters": sum(p.numel() for i, p in enumerate(recipe.model.parameters())
+                                 if i not in recipe.trained_indices),
     }
 
 
-def _plan_steps(recipe: Recipe, budget: Budget, n_runs: float, pinned: int | None = None) -> tuple[int, float]:
-    """Time a few steps on a copy and size every run so that all of them fit the budget.
-
-    ``pinned`` fixes the run length whatever the machine's speed (the timing then only serves the
-    budget's cap: a probe that no longer fits is skipped with a note).
-    """
-    t0 = time.monotonic()
-    train_run(recipe, label="timing", steps=TIMING_STEPS, seed=0)
-    per_step = max((time.monotonic() - t0) / TIMING_STEPS, 1e-5)
-    if pinned is not None:
-        steps = pinned
-    else:
-        steps = max(MIN_STEPS, min(MAX_STEPS, int(PLAN_SHARE * budget.left / per_step / n_runs)))
-    if recipe.epochs:  # never run longer than the user's own training
-        steps = min(steps, max(MIN_STEPS, recipe.epochs * math.ceil(recipe.n_train / recipe.batch_size)))
-    return steps, per_step
+def run_length(recipe: Recipe, steps: int | None) -> int:
+    """Optimizer steps per probe run, from ``steps`` (default DEFAULT_STEPS) and the recipe: never more
+    than the user's own training (epochs worth of batches), never fewer than MIN_STEPS. Never from
+    the clock: the same recipe gets the same runs on any machine."""
+    length = DEFAULT_STEPS if steps is None else steps
+    if recipe.total_steps:
+        length = min(length, max(MIN_STEPS, recipe.total_steps))
+    return length
 
 
-def checkup(model, train, loss_fn, optimizer, val=None, grad_clip=None, task=None, epochs=None, batch_size=None,
-            budget_s: float = 60, progress: bool = True, seed: int = 0, groups=None, steps: int | None = None,
-            cross_validate: bool | None = None) -> Report:
+def checkup(model, train, loss_fn=None, optimizer=None, val=None, grad_clip=None, task=None, epochs=None,
+            batch_size=None, budget_s: float | None = None, progress: bool = True, seed: int = 0, groups=None,
+            steps: int | None = None, cross_validate: bool | None = None, forward_fn=None, scheduler=None,
+            scheduler_interval: str = "step", gradient_accumulation_steps: int = 1, autocast=None,
+            grad_scaler=None) -> Report:
     """Run the probes on copies of the recipe and return the ranked differential as a Report.
 
-    ``train``/``val``: (X, y) tensors or arrays, a Dataset or a DataLoader. ``optimizer``: an instance
-    bound to ``model``'s parameters (its class and hyper-parameters are what is probed).
-    ``grad_clip``: max total gradient norm or None. ``budget_s`` scales the probe lengths; a probe
-    that no longer fits is skipped with a note. ``steps`` fixes the length of every training run
-    (at least MIN_STEPS) instead of sizing it from the measured speed, so that the outcome does not
-    depend on the machine; the budget then only caps. ``cross_validate`` runs the data checks'
-    cross-validated baseline (default: when ``budget_s`` >= DATA_BASELINE_MIN_BUDGET).
-    ``groups``: optional group/key column passed to the data checks (per-group units).
+    ``train``/``val``: (X, y) tensors or arrays, several input tensors and a target, a dict of
+    columns, a Dataset or a DataLoader (its ``collate_fn`` is used), a Hugging Face ``datasets.Dataset``.
+    The loss: ``loss_fn(outputs, targets)``, or the model's own ``outputs.loss`` (no ``loss_fn``: a
+    Hugging Face model given ``labels``), or ``forward_fn(model, batch) -> loss``. ``optimizer``: an
+    instance bound to ``model``'s parameters (its class, hyper-parameters and the parameters it
+    trains are what is probed). ``scheduler``: a factory ``lambda optimizer: ...`` or a scheduler
+    bound to ``optimizer`` (stepped every step, or every epoch with ``scheduler_interval="epoch"``).
+    ``autocast``: torch.float16 / torch.bfloat16 for mixed precision; ``grad_scaler``: a
+    ``torch.amp.GradScaler`` (or True). ``steps``: optimizer steps per probe run (default
+    DEFAULT_STEPS, at most the recipe's epochs): the runs never depend on the machine's speed.
+    ``budget_s`` (default DEFAULT_BUDGET_S) only decides how many of the optional probes run; a
+    skipped probe is named in the report. ``cross_validate`` runs the data checks' cross-validated
+    baseline (default: when the budget is at least DATA_BASELINE_MIN_BUDGET).
     """
+    budget_s = DEFAULT_BUDGET_S if budget_s is None else budget_s
     if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)) or not budget_s > 0:
         raise InputError(f"budget_s: expected a positive number of seconds, got {budget_s!r}")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < MIN_STEPS):
@@ -217,97 +309,146 @@ def checkup(model, train, loss_fn, optimizer, val=None, grad_clip=None, task=Non
         cross_validate = budget_s >= DATA_BASELINE_MIN_BUDGET
     with preserved_rng(), torch.enable_grad():
         recipe = normalize_recipe(model, train, loss_fn, optimizer, val=val, grad_clip=grad_clip, task=task,
-                                  epochs=epochs, batch_size=batch_size, groups=groups)
-        return _checkup(recipe, float(budget_s), progress, seed, steps, bool(cross_validate))
+                                  epochs=epochs, batch_size=batch_size, groups=groups, forward_fn=forward_fn,
+                                  scheduler=scheduler, scheduler_interval=scheduler_interval,
+                                  gradient_accumulation_steps=gradient_accumulation_steps, autocast=autocast,
+                                  grad_scaler=grad_scaler)
+        length = run_length(recipe, steps)
+        set_schedule_horizon(recipe, length)
+        return _checkup(recipe, float(budget_s), progress, seed, length, bool(cross_validate))
 
 
-def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, pinned_steps: int | None,
-             cross_validate: bool) -> Report:
+def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, steps: int, cross_validate: bool) -> Report:
     budget = Budget(budget_s)
     notes: list[str] = list(recipe.notes)
     facts = _facts(recipe)
     ev = ProbeEvidence(facts=facts)
-    variants = ["lr_suggested", "reinit"]
+    variants = ["lr_suggested"]
     if facts["dropout"] or facts["weight_decay"]:
         variants.append("no_regularization")
     if recipe.grad_clip is not None:
         variants.append("no_clipping")
-    variants.append("other_optimizer")
+    if recipe.autocast is not None:
+        variants.append("full_precision")
+    variants.append("reinit")
     has_bn = bool(facts["batchnorm"])
-    total = 6 + len(variants) + has_bn
-    with _Progress(progress, total) as bar:
+    overfit_steps = max(MIN_STEPS, int(steps * OVERFIT_SHARE))
+    monitor_steps = min(steps, MONITOR_MAX_STEPS)
+    # The plan, in the order the probes run: the core (the initial loss and gradients, the baseline, the
+    # range test and its confirmation run) always runs, the budget decides how many of the others do
+    # (each runs whole). Costs are in optimizer steps of the user's batch size.
+    optional = ["monitor", *[f"ablation:{v}" for v in variants if v != "lr_suggested"], "reruns", "subset",
+                "overfit_batch",
+                *(["batchnorm_out"] if has_bn else []), "ablation:other_optimizer"]
+    cost = {"monitor": monitor_steps * MONITOR_COST, "subset": steps, "overfit_batch": overfit_steps,
+            "batchnorm_out": BATCHNORM_CHECK_COST, "reruns": 0, **{f"ablation:{v}": steps for v in variants},
+            "ablation:other_optimizer": steps}
+    plan: list[dict[str, Any]] = [{"probe": "initial_loss", "steps": 0, "core": True},
+                                  {"probe": "gradients_at_init", "steps": 0, "core": True},
+                                  {"probe": "baseline", "steps": steps, "core": True},
+                                  {"probe": "lr_range", "steps": LR_RANGE_STEPS, "core": True},
+                                  {"probe": "ablation:lr_suggested", "steps": steps, "core": True},
+                                  *({"probe": name, "steps": cost[name], "core": False} for name in optional)]
+    stats = None
+    with _Progress(progress, len(plan) + 1) as bar:
         bar.start("model and data checks")
         data_facts, model_facts = _model_and_data_facts(recipe, notes, cross_validate)
         bar.done()
-        # runs: baseline, subset, the ablations, half a run for one batch, the range test
-        n_runs = 2 + len(variants) + OVERFIT_SHARE + LR_RANGE_STEPS / MAX_STEPS + MONITOR_SHARE
-        steps, per_step = _plan_steps(recipe, budget, n_runs, pinned_steps)
-        est = lambda n: n * per_step * 1.2  # noqa: E731 - 20 % for evaluation passes and noise
-        deadline = budget.deadline()
 
-        bar.start("initial loss")
-        ev.results["initial_loss"] = run_initial_loss(recipe)
-        bar.done()
-
-        bar.start("baseline (your setting)")
-        base = train_run(recipe, label="your setting", steps=steps, seed=seed, deadline=deadline)
-        ev.results["baseline"] = _as_probe("baseline", base, steps)
-        bar.done()
-
-        # The live monitor runs along on its own copy of the user's setting, time-boxed, so that its
-        # overhead never eats the comparisons' budget (the baseline above is the reference run).
-        bar.start("live monitor (your setting)")
-        watch_holder: dict[str, Any] = {}
-        monitor_deadline = deadline if pinned_steps is not None else \
-            min(deadline, time.monotonic() + MONITOR_SHARE * budget_s)
-        train_run(recipe, label="monitored", steps=min(steps, MONITOR_MAX_STEPS), seed=seed, deadline=monitor_deadline,
-                  setup=lambda m, o: _start_monitor(m, o, recipe, watch_holder, notes),
-                  on_step=lambda loss: _monitor_step(watch_holder, loss), stop_on_non_finite=False)
-        stats = _call_room(notes, "live monitor read-out", lambda: watch_holder["watch"].stats()) \
-            if "watch" in watch_holder else None
-        bar.done()
-
-        def probe(name: str, cost_steps: float, fn: Callable[[], ProbeResult]) -> None:
+        def run_probe(name: str, fn: Callable[[], ProbeResult]) -> ProbeResult:
+            """Run one probe; lossdoctor's own failure in it becomes a skipped probe and a note."""
             bar.start(name)
-            if not budget.fits(est(cost_steps)):
-                ev.results[name] = ProbeResult.skipped(name, f"skipped: the budget ({budget_s:g} s) ran out")
-            else:
-                ev.results[name] = fn()
+            try:
+                result = fn()
+            except InputError:
+                raise
+            except Exception as exc:
+                if os.environ.get("LOSSDOCTOR_STRICT"):
+                    raise
+                report_internal_error(f"checkup: probe {name}", exc)
+                result = ProbeResult.skipped(name, f"skipped: lossdoctor's own error ({type(exc).__name__}: {exc})")
             bar.done()
+            return result
 
-        probe("lr_range", LR_RANGE_STEPS, lambda: run_lr_range(recipe, LR_RANGE_STEPS, deadline, seed))
-        overfit_steps = max(MIN_STEPS, int(steps * OVERFIT_SHARE))
-        probe("overfit_batch", overfit_steps * 0.5,
-              lambda: _complete(run_overfit_batch(recipe, overfit_steps, deadline, seed), overfit_steps))
-        probe("subset", steps, lambda: _complete(run_subset(recipe, steps, deadline, seed), steps))
-        suggested = (ev.get("lr_range").data.get("suggested_lr") if ev.get("lr_range") else None)
-        for variant in variants:
-            name = f"ablation:{variant}"
-            if variant == "lr_suggested" and not suggested:
-                ev.results[name] = ProbeResult.skipped(name, "skipped: the range test gave no suggested rate")
+        ev.results["initial_loss"] = run_probe("initial loss", lambda: run_initial_loss(recipe))
+        ev.results["gradients_at_init"] = run_probe("gradients at initialization",
+                                                    lambda: run_gradients_at_init(recipe, seed))
+        base_holder: dict[str, Any] = {}
+
+        def baseline() -> ProbeResult:
+            run = train_run(recipe, label="your setting", steps=steps, seed=seed)
+            base_holder["run"] = run
+            return ProbeResult("baseline", data={"run": run.summary(), "losses": run.losses}, seconds=run.seconds)
+
+        ev.results["baseline"] = run_probe("baseline (your setting)", baseline)
+        base = base_holder.get("run")
+        per_step = (base.seconds / max(base.steps_done, 1)) if base is not None else 0.0
+        ev.results["lr_range"] = run_probe("lr_range", lambda: run_lr_range(recipe, LR_RANGE_STEPS, seed))
+        suggested = ev.get("lr_range").data.get("suggested_lr") if ev.get("lr_range") else None
+        if suggested:  # the range test's confirmation: without it no rate is ever named
+            ev.results["ablation:lr_suggested"] = run_probe("ablation:lr_suggested", lambda: run_ablation(
+                recipe, "lr_suggested", steps, suggested_lr=suggested, seed=seed))
+        else:
+            ev.results["ablation:lr_suggested"] = ProbeResult.skipped(
+                "ablation:lr_suggested", "skipped: the range test gave no suggested rate")
+
+        def optional_probe(name: str, cost_steps: float, fn: Callable[[], ProbeResult]) -> None:
+            if not budget.fits(cost_steps * recipe.accumulation * per_step):
+                ev.results[name] = ProbeResult.skipped(
+                    name, f"skipped: the budget ({budget_s:g} s) would run out: {budget.elapsed:.0f} s spent, this "
+                          f"probe takes about {cost_steps * per_step:.0f} s ({cost_steps:g} steps)")
                 bar.done()
-                continue
-            probe(name, steps, lambda v=variant: _complete(
-                run_ablation(recipe, v, steps, suggested_lr=suggested, deadline=deadline, seed=seed), steps))
-        # An ablation whose two runs both failed at the user's rate (non-finite, or at chance level)
-        # proves nothing there: run it again at the range test's suggested rate, against the
-        # lr_suggested run; when that pair fails too, the experiment is reported as inconclusive.
-        safe = ev.get("ablation:lr_suggested")
-        reruns = [v for v in variants if v in SAFE_LR_VARIANTS and safe and confounded(ev, v)]
-        bar.add(len(reruns))
-        for variant in reruns:
-            probe(safe_lr_name(variant), steps, lambda v=variant: _complete(
-                run_ablation(recipe, v, steps, deadline=deadline, seed=seed, at_lr=safe.data["lr"]), steps))
-        if has_bn:
-            probe("batchnorm_out", 10, lambda: run_batchnorm_gradient_check(recipe, seed))
+                return
+            ev.results[name] = run_probe(name, fn)
 
-    curves = _baseline_curves(base, ev.chance_loss)
-    analysis = _call_room(notes, "curve analysis (lossdoctor.curves.judge)", lambda: judge(curves))
+        def monitor() -> ProbeResult:
+            # the live monitor on its own copy of the user's setting (the baseline above is the reference run)
+            holder: dict[str, Any] = {}
+            run = train_run(recipe, label="monitored", steps=monitor_steps, seed=seed,
+                            setup=lambda m, o: _start_monitor(m, o, recipe, holder, notes),
+                            on_step=lambda loss: _monitor_step(holder, loss), stop_on_non_finite=False)
+            if "watch" in holder:
+                base_holder["stats"] = _call_room(notes, "live monitor read-out", lambda: holder["watch"].stats())
+            return ProbeResult("monitor", data={"steps": run.steps_done}, seconds=run.seconds)
+
+        for name in optional:
+            if name == "monitor":
+                optional_probe(name, cost[name], monitor)
+            elif name == "reruns":
+                # An ablation whose two runs both failed at the user's rate (non-finite, or at chance)
+                # proves nothing there: run it again at the range test's suggested rate, against the
+                # lr_suggested run; when that pair fails too, the experiment is reported as inconclusive.
+                safe = ev.get("ablation:lr_suggested")
+                reruns = [v for v in variants if v in SAFE_LR_VARIANTS and safe and confounded(ev, v)]
+                bar.add(len(reruns))
+                for variant in reruns:
+                    plan.append({"probe": safe_lr_name(variant), "steps": steps, "core": False})
+                    optional_probe(safe_lr_name(variant), steps, lambda v=variant, lr=safe.data["lr"]: run_ablation(
+                        recipe, v, steps, seed=seed, at_lr=lr))
+                bar.done()
+            elif name.startswith("ablation:"):
+                variant = name.split(":", 1)[1]
+                optional_probe(name, cost[name], lambda v=variant: run_ablation(
+                    recipe, v, steps, suggested_lr=suggested, seed=seed))
+            elif name == "subset":
+                optional_probe(name, cost[name], lambda: run_subset(recipe, steps, seed))
+            elif name == "overfit_batch":
+                optional_probe(name, cost[name], lambda: run_overfit_batch(recipe, overfit_steps, seed))
+            elif name == "batchnorm_out":
+                optional_probe(name, cost[name], lambda: run_batchnorm_gradient_check(recipe, seed))
+        stats = base_holder.get("stats")
+
+    losses = base.losses if base is not None else []
+    curves = _baseline_curves(losses, ev.chance_loss)
+    analysis = _call_room(notes, "curve analysis (lossdoctor.curves.judge)", lambda: judge(curves)) \
+        if losses else None
     run = RunFacts(framework="pytorch", optimizer=facts["optimizer"], lr=facts["lr"], grad_clip=recipe.grad_clip,
-                   weight_decay=facts["weight_decay"], dropout=dict(facts["dropout"]), task=recipe.task)
+                   weight_decay=facts["weight_decay"], dropout=dict(facts["dropout"]), task=recipe.task,
+                   num_classes=recipe.n_classes, loss=recipe.loss_kind,
+                   inputs="token_ids" if recipe.integer_inputs else None)
     evidence = Evidence(curves=curves, analysis=analysis, model=model_facts, data=data_facts, stats=stats,
                         probes=ev, run=run)
-    plots = _plots(ev, base, data_facts, stats)
+    plots = _plots(ev, losses, data_facts, stats)
     report = build_report(evidence, source="checkup", plots=plots)
     serious = {f.code for f in report.findings if f.severity != "info"}
     report.ruled_out = [r for r in rule_out(ev) if r.code not in serious]
@@ -317,29 +458,20 @@ def _checkup(recipe: Recipe, budget_s: float, progress: bool, seed: int, pinned_
     for r in ev.results.values():
         if not r.ran:
             notes.append(f"{r.name}: {r.note}")
+    for entry in plan:
+        result = ev.results.get(entry["probe"])
+        entry["ran"] = bool(result and result.ran) if entry["probe"] != "reruns" else True
     report.metadata.update({
         "budget_s": budget_s, "elapsed_s": round(budget.elapsed, 2), "steps_per_run": steps,
         "seconds_per_step": per_step, "seed": seed, "recipe": facts,
+        "plan": [e for e in plan if e["probe"] != "reruns"],
+        "skipped": [n for n, r in ev.results.items() if not r.ran],
         "probes": {n: {"ran": r.ran, "note": r.note, "seconds": round(r.seconds, 3),
                        **({k: v for k, v in r.data.items() if k not in ("losses", "raw_losses", "lrs")})}
                    for n, r in ev.results.items()},
         "inconclusive": undecided, "chance_loss": ev.chance_loss, "notes": notes,
     })
     return report
-
-
-def _complete(result: ProbeResult, planned: int) -> ProbeResult:
-    """A run cut short by the deadline cannot be compared at equal steps: mark it skipped."""
-    run = result.data.get("run") or {}
-    done, nan = run.get("steps", planned), run.get("first_non_finite_step")
-    if done < planned and nan is None:
-        return ProbeResult(result.name, ran=False, seconds=result.seconds, data=result.data,
-                           note=f"skipped: the budget ran out after {done} of {planned} steps")
-    return result
-
-
-def _as_probe(name: str, run, planned: int) -> ProbeResult:
-    return _complete(ProbeResult(name, data={"run": run.summary(), "losses": run.losses}, seconds=run.seconds), planned)
 
 
 def _start_monitor(model, optimizer, recipe: Recipe, holder: dict, notes: list[str]):
@@ -358,23 +490,24 @@ def _monitor_step(holder: dict, loss) -> None:
     if w is not None:
         try:
             w.step(loss)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if os.environ.get("LOSSDOCTOR_STRICT"):
                 raise
             report_internal_error("checkup: monitor step", exc)
             holder.pop("watch", None)
 
 
-def _baseline_curves(run, chance_loss: float | None = None) -> Curves:
+def _baseline_curves(losses: list[float], chance_loss: float | None = None) -> Curves:
     """The baseline run's loss curve, told the chance level (a curve that ends there has learned
     nothing, however far it fell)."""
     curves = Curves(run="checkup: your setting", source="checkup",
                     meta={CHANCE_LEVEL_META: chance_loss} if chance_loss is not None else {})
-    curves.add("train_loss", np.arange(1, len(run.losses) + 1), run.losses)
+    if losses:
+        curves.add("train_loss", np.arange(1, len(losses) + 1), losses)
     return curves
 
 
-def _plots(ev: ProbeEvidence, base, data_facts=None, stats=None) -> dict[str, Any]:
+def _plots(ev: ProbeEvidence, base_losses: list[float], data_facts=None, stats=None) -> dict[str, Any]:
     plots: dict[str, Any] = {}
     rng = ev.get("lr_range")
     if rng:
@@ -382,7 +515,7 @@ def _plots(ev: ProbeEvidence, base, data_facts=None, stats=None) -> dict[str, An
     runs = [{"label": r.data["label"], "losses": r.data["losses"]}
             for name, r in ev.results.items() if name.startswith("ablation:") and r.ran]
     if runs:
-        plots["ablations"] = {"baseline": {"label": "your setting", "losses": base.losses}, "runs": runs}
+        plots["ablations"] = {"baseline": {"label": "your setting", "losses": base_losses}, "runs": runs}
     # the rooms that ran along draw their own evidence: the data profile's feature and group scales,
     # the monitor's gradient norms and dead units (the monitored copy's loss curve repeats the baseline's)
     if data_facts is not None:
@@ -413,9 +546,8 @@ def _load_build(target: str) -> tuple[Callable[[], Any], str]:
     folder = os.path.dirname(os.path.abspath(path))
     sys.path.insert(0, folder)
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - the user's file failed to import: say where
-        raise InputError(f"{path}: importing it raised {type(exc).__name__}: {exc}") from None
+        with user_code(f"importing {path}", "a recipe file defines build() and runs nothing at import"):
+            spec.loader.exec_module(module)
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(folder)
@@ -427,19 +559,14 @@ def _load_build(target: str) -> tuple[Callable[[], Any], str]:
     return fn, f"{path}:{func}"
 
 
-def checkup_from_file(target: str, budget_s: float = 60, progress: bool = True, seed: int = 0,
+def checkup_from_file(target: str, budget_s: float | None = None, progress: bool = True, seed: int = 0,
                       steps: int | None = None, cross_validate: bool | None = None) -> Report:
     """``lossdoctor checkup FILE.py:build``: call ``build()`` and run ``checkup`` on the recipe it returns."""
     fn, origin = _load_build(target)
-    try:
+    with user_code(f"{origin}()", "expected it to return the recipe dict"):
         spec = fn()
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the user's build() failed: say so in one line
-        raise InputError(f"{origin}: calling it raised {type(exc).__name__}: {exc}") from None
     kwargs = recipe_from_dict(spec, f"{origin}()")
     report = checkup(**kwargs, budget_s=budget_s, progress=progress, seed=seed, steps=steps,
                      cross_validate=cross_validate)
     report.source = origin
     return report
-

@@ -74,9 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="FILE.py:FUNCTION, where FUNCTION() returns the recipe dict")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
-    p.add_argument("--budget", type=float, default=60.0, help="time budget in seconds (default 60)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="time budget in seconds: how many of the optional probes run, never how long (default 300)")
     p.add_argument("--steps", type=int, default=None,
-                   help="steps per probe run, fixed whatever the machine's speed (the budget still caps)")
+                   help="optimizer steps per probe run (default: the recipe's epochs, at most 300); never from the clock")
     p.set_defaults(func=_cmd_checkup)
 
     p = sub.add_parser("demo", help="diagnose and fix a broken network on scikit-learn's digits")

@@ -8,7 +8,9 @@ How it decides:
 
 1. **Settled speculation goes.** A curve check that cannot decide a cause from the log alone adds
    an info finding naming the experiment that would settle it. Where that experiment has run (the
-   checkup's probes found the cause, ruled it out or could not decide), the hint is dropped.
+   checkup's probes found the cause, ruled it out or could not decide), the hint is dropped; a
+   cause the model or data checks named from structure alone, that its experiment ruled out on a
+   baseline that trains, stays as info, with ``refuted_by``.
 2. **Causes explain symptoms.** ``EXPLANATIONS`` lists, for each cause, the findings it produces and
    the evidence that must hold for the link (order in time, where the problem sits, how it was
    measured): a learning rate that is too high explains exploding gradients, logit overflow, the
@@ -163,6 +165,35 @@ def _subset_probe(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
     return symptom.source.startswith("probe:too_much_data")
 
 
+def _vanished_after_init(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    """The checkup measured the gradient across depth at initialization and it was healthy there (above
+    the symptom's own threshold): the vanishing grew during training. Without that measurement a
+    vanishing gradient may be structural (depth, activations), and the rate does not explain it."""
+    probes = evidence.probes
+    init = probes.get("gradients_at_init") if probes is not None else None
+    ratio = init.data.get("depth_ratio") if init else None
+    threshold = symptom.evidence.get("threshold")
+    return isinstance(ratio, (int, float)) and isinstance(threshold, (int, float)) and \
+        threshold <= ratio < float("inf")
+
+
+def _full_precision_trains(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    """The checkup ran the same recipe in full precision at the user's own rate and it trained: what
+    went wrong is float16/bfloat16, not the rate or the model (their symptoms are precision's)."""
+    probes = evidence.probes
+    if probes is None or probes.get("ablation:full_precision") is None:
+        return False
+    from .probes.checks import compare, failed
+
+    cmp = compare(probes, "full_precision")
+    return bool(cmp and cmp["helps"] and not cmp.get("compared_at_lr")
+                and not failed(probes, probes.run("ablation:full_precision")))
+
+
+def _precision_not_to_blame(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    return not _full_precision_trains(cause, symptom, evidence)
+
+
 @dataclass(frozen=True)
 class Explanation:
     """``cause`` explains ``symptom`` when ``holds``; ``why`` is the reasoning shown to the user."""
@@ -185,10 +216,22 @@ EXPLANATIONS: tuple[Explanation, ...] = (
                 "never recover", _not_before_the_rate_blew_up),
     Explanation(LR_HIGH, SATURATED, "oversized updates drive the pre-activations into the flat tails of "
                 "tanh/sigmoid", _not_before_the_rate_blew_up),
+    Explanation(LR_HIGH, VANISHING, "oversized updates saturate the units (softmax, tanh/sigmoid, ReLU-family "
+                "pushed below zero) and the gradient through them vanishes; at initialization it did not",
+                _vanished_after_init),
     Explanation(LR_HIGH, AMP, "under float16 a too-high rate overflows the gradients on every step, so the "
-                "scaler keeps halving its scale"),
+                "scaler keeps halving its scale", _precision_not_to_blame),
     Explanation(LR_HIGH, CLIP, "the run blew up although the clip cut most steps: the rate itself is too "
                 "high", _rate_blew_up_despite_clip),
+    # Mixed precision whose range the values outgrow (float16 overflows above 65504, its exp above ~11):
+    # where the same recipe trains in full precision at the same rate, the rate only looks too high.
+    *(Explanation(AMP, symptom, why, _full_precision_trains) for symptom, why in (
+        (LR_HIGH, "in full precision the same rate trains: it looks too high only because float16 overflows"),
+        (LOGIT_OVERFLOW, "float16's exp() overflows above ~11, float32's above ~88: the same logits are finite "
+                         "in full precision"),
+        (GRAD_NAN, "the value that turned Inf overflows float16's range; in full precision it stays finite"),
+        (EXPLODING, "the gradients that blow up overflow float16; in full precision the same run trains"),
+    )),
     # Gradient clipping that hides a too-high rate (the seed: it makes the optimal rate hard to find).
     Explanation(CLIP, LR_HIGH, "the clip keeps the too-high rate from blowing up and makes it learn slowly "
                 "and unstably instead", _clip_kept_it_finite),
@@ -302,6 +345,29 @@ def _drop_settled_speculation(findings: list[Finding], evidence: Evidence) -> li
             if not (f.severity == "info" and f.source.startswith("curves:") and f.code in settled)]
 
 
+def _demote_refuted(findings: list[Finding], evidence: Evidence) -> None:
+    """A cause the model or data checks name from structure alone, that its experiment in the checkup
+    ruled out on a baseline that trains (a failing baseline may hide one cause behind another), is
+    kept as the fact it is, not as a cause: it becomes info, with the experiment that refuted it (a
+    zero-initialized LoRA B matrix is "all-zero weights", and the recipe trains). The comparison must
+    have been made against a run that trains: the user's, or the one at the suggested rate."""
+    probes = evidence.probes
+    if probes is None:
+        return
+    from .probes.checks import failed, rule_out
+
+    refuted = {r.code: r for r in rule_out(probes) if r.by.startswith("probe:")}
+    for f in findings:
+        r = refuted.get(f.code)
+        if r is None or f.severity == "info" or not f.source.startswith(("model:", "data:")):
+            continue
+        # the run the experiment was compared against: the user's, or the one at the suggested rate
+        reference = probes.run("ablation:lr_suggested" if r.evidence.get("compared_at_lr") else "baseline")
+        if reference and not failed(probes, reference):
+            f.severity = "info"
+            f.evidence["refuted_by"] = {"experiment": r.by, **r.evidence}
+
+
 def _rank_key(f: Finding) -> tuple:
     return f.sort_key()
 
@@ -309,6 +375,7 @@ def _rank_key(f: Finding) -> tuple:
 def differential(findings: list[Finding], evidence: Evidence) -> list[Finding]:
     """The findings with each symptom under its root cause, ranked (see the module docstring)."""
     findings = _drop_settled_speculation(list(findings), evidence)
+    _demote_refuted(findings, evidence)
     for f in findings:
         f.explained_by = None
     serious = [f for f in findings if f.severity != "info"]

@@ -14,7 +14,13 @@ from torch import nn
 from lossdoctor._checkup import checkup
 from lossdoctor.curves import analyze_curves
 from lossdoctor.evidence import Curves
-from lossdoctor.probes.checks import ProbeEvidence, compare, inconclusive, regularization_too_strong, rule_out
+from lossdoctor.probes.checks import (
+    ProbeEvidence,
+    compare,
+    inconclusive,
+    regularization_too_strong,
+    rule_out,
+)
 from lossdoctor.probes.result import ProbeResult
 
 STEPS = 200

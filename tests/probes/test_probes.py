@@ -12,12 +12,16 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from lossdoctor.errors import InputError
 from lossdoctor.probes.batchnorm import run_batchnorm_gradient_check
-from lossdoctor.probes.checks import ProbeEvidence, batchnorm_masks_gradients, initial_loss_far_off
+from lossdoctor.probes.checks import (
+    ProbeEvidence,
+    batchnorm_masks_gradients,
+    initial_loss_far_off,
+)
 from lossdoctor.probes.initial_loss import run_initial_loss
+from lossdoctor.probes.loop import train_run
 from lossdoctor.probes.lr_range import run_lr_range
 from lossdoctor.probes.recipe import normalize_recipe, recipe_from_dict
 from lossdoctor.probes.subset import run_subset
-from lossdoctor.probes.loop import train_run
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +50,7 @@ def test_dataloader_and_dataset_are_materialised_with_the_loaders_batch_size(dig
             return X[i], y[i]
 
     r = normalize_recipe(model, Pairs(), nn.CrossEntropyLoss(), opt, batch_size=16)
-    assert r.n_train == 100 and torch.equal(r.X, X[:100]) and r.batch_size == 16
+    assert r.n_train == 100 and torch.equal(r.train.batch(torch.arange(100))[0], X[:100]) and r.batch_size == 16
 
 
 def test_rebuilt_optimizer_keeps_class_hyperparameters_and_group_ratios(digits):
@@ -70,11 +74,11 @@ def test_recipe_dict_needs_the_required_keys_and_no_unknown_ones():
         recipe_from_dict({"model": 1, "train": 0, "loss_fn": 2, "optimizer": 3, "lr": 0.1})
 
 
-def test_integer_inputs_and_object_arrays_are_rejected_with_a_clear_message(digits):
+def test_integer_features_into_a_linear_layer_and_a_bad_clip_are_rejected_with_a_clear_message(digits):
     X, y = digits
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(InputError, match="floating point"):
+    with pytest.raises(InputError, match="integer inputs reached a layer that expects floating point"):
         normalize_recipe(model, (X.long(), y), nn.CrossEntropyLoss(), opt)
     with pytest.raises(InputError, match="grad_clip"):
         normalize_recipe(model, (X, y), nn.CrossEntropyLoss(), opt, grad_clip=-1)
@@ -152,3 +156,25 @@ def test_training_loop_records_the_first_non_finite_step_and_stops(digits):
     run = train_run(r, label="huge lr", steps=100)
     assert run.first_non_finite_step is not None and run.steps_done == run.first_non_finite_step < 100
     assert run.final_loss == math.inf
+
+
+def test_the_gradient_check_at_init_names_an_exploding_depth_and_stays_quiet_on_a_sound_net(digits):
+    from lossdoctor.probes.checks import gradient_across_depth_at_init
+    from lossdoctor.probes.gradients import run_gradients_at_init
+
+    torch.manual_seed(0)
+    layers = []
+    for i in range(24):
+        layers += [nn.Linear(64, 64), nn.Tanh()]
+    chaotic = nn.Sequential(*layers, nn.Linear(64, 10))
+    with torch.no_grad():
+        for m in chaotic[:-1]:
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 8.0 / 64 ** 0.5)  # 8x the LeCun scale: the chaotic regime
+    r = normalize_recipe(chaotic, digits, nn.CrossEntropyLoss(), torch.optim.Adam(chaotic.parameters()))
+    found = gradient_across_depth_at_init(ProbeEvidence({"gradients_at_init": run_gradients_at_init(r)}))
+    assert [f.code for f in found] == ["grad.exploding"] and found[0].evidence["first_over_last_grad_norm"] > 1e4
+    assert found[0].evidence["at_init"] is True
+    sound = mlp()
+    r = normalize_recipe(sound, digits, nn.CrossEntropyLoss(), torch.optim.Adam(sound.parameters()))
+    assert gradient_across_depth_at_init(ProbeEvidence({"gradients_at_init": run_gradients_at_init(r)})) == []

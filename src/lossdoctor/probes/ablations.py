@@ -1,15 +1,19 @@
 """Ablations: the user's setting with one thing changed, at the same number of steps.
 
 Each variant is one of the seed's experiments: the suggested learning rate, dropout and weight
-decay off, clipping off, a principled re-initialization, and the other optimizer family.
+decay off, clipping off, a principled re-initialization (of the weights the user trains: frozen
+weights and a pretrained backbone stay as they are), the other optimizer family, and full precision
+for a mixed-precision recipe.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import torch
 from torch import nn
 
+from .checks import SAFE_LR_VARIANTS
 from .loop import RunResult, train_run
 from .recipe import Recipe, without_dropout
 from .result import ProbeResult
@@ -18,7 +22,20 @@ ADAM_LR = 1e-3  # Adam's default rate, the usual first try
 SGD_MOMENTUM = 0.9  # the usual SGD momentum when switching away from Adam
 
 
-def _reinit(model: nn.Module) -> tuple[nn.Module, str]:
+def _reinit(model: nn.Module, trained: set[int]) -> tuple[nn.Module, str]:
+    """Re-initialize the parameters the user trains (indices ``trained``); the others keep their values."""
+    params = list(model.parameters())
+    kept = {i: p.detach().clone() for i, p in enumerate(params) if i not in trained}
+    model, how = _reinit_all(model)
+    with torch.no_grad():
+        for i, value in kept.items():
+            params[i].copy_(value)
+    if kept:
+        how += f"; {len(kept)} parameter tensors the optimizer does not train kept as they were"
+    return model, how
+
+
+def _reinit_all(model: nn.Module) -> tuple[nn.Module, str]:
     """he_normal for ReLU-family networks, lecun_normal otherwise (lossdoctor.model.apply_init when present)."""
     try:
         from ..model import apply_init
@@ -51,18 +68,18 @@ def _is_adam_family(cls: type) -> bool:
                             torch.optim.RAdam, torch.optim.Adagrad, torch.optim.RMSprop, torch.optim.Adadelta))
 
 
-VARIANTS = ("lr_suggested", "no_regularization", "no_clipping", "reinit", "other_optimizer")
+VARIANTS = ("lr_suggested", "no_regularization", "no_clipping", "reinit", "other_optimizer", "full_precision")
 
 
 def run_ablation(recipe: Recipe, variant: str, steps: int, *, suggested_lr: float | None = None,
-                 deadline: float | None = None, seed: int = 0, at_lr: float | None = None) -> ProbeResult:
+                 seed: int = 0, at_lr: float | None = None) -> ProbeResult:
     """Run one variant; ``suggested_lr`` (from the range test) is needed by lr_suggested.
 
     ``at_lr`` runs the variant at that learning rate instead of the user's (the re-run of an
     ablation whose runs at the user's rate both failed); the result is named ``ablation:VARIANT@suggested_lr``.
     """
-    if at_lr is not None and variant not in ("no_regularization", "no_clipping", "reinit"):
-        raise ValueError(f"at_lr applies to no_regularization, no_clipping and reinit, not {variant!r}")
+    if at_lr is not None and variant not in SAFE_LR_VARIANTS:
+        raise ValueError(f"at_lr applies to {', '.join(SAFE_LR_VARIANTS)}, not {variant!r}")
     t0 = time.monotonic()
     model = recipe.fresh_model()
     data: dict = {"variant": variant}
@@ -81,7 +98,7 @@ def run_ablation(recipe: Recipe, variant: str, steps: int, *, suggested_lr: floa
         clip = None
         label = "clipping off"
     elif variant == "reinit":
-        model, how = _reinit(model)
+        model, how = _reinit(model, recipe.trained_indices)
         optimizer = recipe.make_optimizer(model, **lr_kw)
         label = "re-initialized (he/lecun normal)"
         data["how"] = how
@@ -95,6 +112,10 @@ def run_ablation(recipe: Recipe, variant: str, steps: int, *, suggested_lr: floa
             optimizer = recipe.make_optimizer(model, optimizer_class=torch.optim.Adam, lr=ADAM_LR)
             label = f"Adam lr {ADAM_LR:g}"
         data["optimizer"] = type(optimizer).__name__
+    elif variant == "full_precision":
+        optimizer = recipe.make_optimizer(model)
+        label = "full precision (no autocast, no grad scaler)"
+        recipe = dataclasses.replace(recipe, autocast=None, scaler=None)
     else:
         raise ValueError(f"unknown ablation {variant!r}; one of {VARIANTS}")
     name = f"ablation:{variant}"
@@ -102,7 +123,7 @@ def run_ablation(recipe: Recipe, variant: str, steps: int, *, suggested_lr: floa
         label, name = f"{label}, lr {at_lr:.2g}", f"{name}@suggested_lr"
         data["lr"] = at_lr
     run: RunResult = train_run(recipe, label=label, steps=steps, model=model, optimizer=optimizer,
-                               grad_clip=clip, seed=seed, deadline=deadline)
+                               grad_clip=clip, seed=seed)
     data["run"] = run.summary()
     data["losses"] = run.losses
     data["label"] = label

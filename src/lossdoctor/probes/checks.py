@@ -59,6 +59,10 @@ PLATEAU_WINDOW = 0.4
 PLATEAU_MAX_DROP = 0.25
 # The full-data run "learned nothing" above 90 % of the reference loss (chance level).
 NO_LEARNING = 0.90
+# For "no signal" the subset need not be memorised: its loss falling below half of chance shows that
+# the network and the optimizer can fit labels at these settings; at chance on the full data (and on
+# validation) they then found nothing that generalizes.
+SUBSET_LEARNED = 0.5
 # float32 exp overflows above ~88.7; output magnitudes past half of it at initialization leave no
 # head-room before a softmax computed outside the loss turns Inf.
 EXP_OVERFLOW = 88.72
@@ -115,7 +119,7 @@ def failed(ev: ProbeEvidence, run: dict | None) -> bool:
 
 # Ablations that are re-run at the range test's suggested rate when both runs at the user's rate
 # failed, and the probe result name of that re-run.
-SAFE_LR_VARIANTS = ("no_regularization", "no_clipping", "reinit")
+SAFE_LR_VARIANTS = ("no_regularization", "no_clipping", "reinit", "full_precision")
 
 
 def safe_lr_name(variant: str) -> str:
@@ -290,8 +294,8 @@ def batchnorm_masks_gradients(probes: ProbeEvidence) -> list[Finding]:
     without, with_bn = r.data.get("ratio_without_bn"), r.data.get("ratio_with_bn")
     if without is None or with_bn is None:
         return []
-    off = lambda x: x == 0 or not math.isfinite(x) or x < 1 / BN_MASKED_RATIO or x > BN_MASKED_RATIO  # noqa: E731
-    fine = lambda x: x > 0 and math.isfinite(x) and 1 / BN_HEALTHY_RATIO <= x <= BN_HEALTHY_RATIO  # noqa: E731
+    off = lambda x: x == 0 or not math.isfinite(x) or x < 1 / BN_MASKED_RATIO or x > BN_MASKED_RATIO
+    fine = lambda x: x > 0 and math.isfinite(x) and 1 / BN_HEALTHY_RATIO <= x <= BN_HEALTHY_RATIO
     if not (off(without) and fine(with_bn)):
         return []
     kind = "vanish" if without < 1 else "explode"
@@ -303,14 +307,54 @@ def batchnorm_masks_gradients(probes: ProbeEvidence) -> list[Finding]:
                            "(he_normal with ReLU, lossdoctor.model.apply_init) rather than relying on batch norm.")]
 
 
+# A re-initialization convicts the initialization only when the run it compares against removed less
+# than half of its starting loss: an init under which the loss falls well works; that another init
+# falls faster in a short run (a transformer's small-std init against He/LeCun) is no fault.
+INIT_MAX_PROGRESS = 0.5
+
+
+def _progress(run: dict | None) -> float:
+    """The share of its starting fit loss a run removed (0 when it ended non-finite or rose)."""
+    if not run:
+        return 0.0
+    start, end = run.get("start_loss"), _final(run)
+    if not start or not math.isfinite(start) or start <= 0 or not math.isfinite(end):
+        return 0.0
+    return max(0.0, (start - end) / start)
+
+
+@check
+def gradient_across_depth_at_init(probes: ProbeEvidence) -> list[Finding]:
+    """The untrained network's gradient shrinks or grows by orders of magnitude from the last layer to
+    the first (the seed's gradient check, before any update can be blamed). A layer with no gradient
+    at all (a LoRA A matrix whose B starts at zero) is no vanishing gradient, and is left out."""
+    r = probes.get("gradients_at_init")
+    ratio = r.data.get("depth_ratio") if r else None
+    if ratio is None or not 0 < ratio < math.inf:
+        return []
+    if 1 / BN_MASKED_RATIO <= ratio <= BN_MASKED_RATIO:
+        return []
+    code, kind = ("grad.vanishing", "shrinks") if ratio < 1 else ("grad.exploding", "grows")
+    orders = abs(math.log10(ratio))
+    evidence = {"first_over_last_grad_norm": ratio, "threshold": 1 / BN_MASKED_RATIO if ratio < 1 else BN_MASKED_RATIO,
+                "at_init": True, "first_layer": r.data.get("first_layer"), "last_layer": r.data.get("last_layer")}
+    return [Finding(code, "warning", 0.7, evidence=evidence, where=r.data.get("first_layer"),
+                    remedy=f"At initialization the gradient {kind} {orders:.1f} orders of magnitude from "
+                           f"{r.data.get('last_layer')} to {r.data.get('first_layer')}: re-initialize for the "
+                           "activations (lossdoctor.model.apply_init(model): he_normal for ReLU, lecun_normal for "
+                           "tanh/SELU), use ReLU-family activations, fewer layers or residual connections.")]
+
+
 @check
 def bad_initialization(probes: ProbeEvidence) -> list[Finding]:
     """A re-initialization (he_normal / lecun_normal) cuts the fit loss at equal steps."""
     cmp = compare(probes, "reinit")
     init = probes.get("initial_loss")
     ratio = init.data.get("ratio") if init else None
-    if cmp and cmp["helps"]:
-        evidence = {**cmp, "initial_loss_ratio": ratio, "how": probes.get("ablation:reinit").data.get("how")}
+    reference = probes.run("ablation:lr_suggested" if cmp and cmp.get("compared_at_lr") else "baseline")
+    if cmp and cmp["helps"] and _progress(reference) < INIT_MAX_PROGRESS:
+        evidence = {**cmp, "initial_loss_ratio": ratio, "how": probes.get("ablation:reinit").data.get("how"),
+                    "compared_run_progress": _progress(reference), "progress_threshold": INIT_MAX_PROGRESS}
         return [Finding("model.bad_init", "warning", _confidence(cmp["gain"]), evidence=evidence,
                         remedy="Re-initialize with he_normal for ReLU layers and lecun_normal for tanh/SELU "
                                f"(lossdoctor.model.apply_init(model)): the fit loss went {_fmt(cmp['baseline_loss'])} "
@@ -340,12 +384,51 @@ def initial_loss_far_off(probes: ProbeEvidence) -> list[Finding]:
                                f"(exp overflows above {EXP_OVERFLOW}) and starts at {ratio:.1f}x the expected loss "
                                f"{d['expected_loss']:.3g}: remove the scale on the logits (temperature, a large "
                                "output init), keep the softmax inside the loss.")]
-    if compare(probes, "reinit") and compare(probes, "reinit")["helps"]:
+    if bad_initialization(probes):
         return []  # bad_initialization reports it with the re-initialization's evidence
     return [Finding("model.bad_init", "info", 0.4, evidence=evidence,
                     remedy=f"The initial loss is {ratio:.1f}x its expected value {d['expected_loss']:.3g}: the "
                            "first predictions are confidently wrong. Check the output activation and scale, "
                            "and the initialization (lossdoctor.model.apply_init(model)).")]
+
+
+# The scaler skipped at least half of the steps: most updates were lost to non-finite gradients.
+AMP_SKIPPED_SHARE = 0.5
+# float16's largest finite value: activations or gradients beyond it overflow to Inf.
+FLOAT16_MAX = 65504.0
+
+
+@check
+def mixed_precision_breaks_training(probes: ProbeEvidence) -> list[Finding]:
+    """The same run in full precision trains where the mixed-precision run does not."""
+    cmp = compare(probes, "full_precision")
+    if not cmp or not cmp["helps"]:
+        return []
+    f = probes.facts
+    base = probes.run("baseline") or {}
+    skipped = base.get("skipped_share")
+    evidence = {**cmp, "autocast": f.get("autocast"), "grad_scaler": f.get("grad_scaler"),
+                "skipped_share": skipped, "skipped_share_threshold": AMP_SKIPPED_SHARE,
+                "scale_start": base.get("scale_start"), "scale_end": base.get("scale_end"),
+                "baseline_first_non_finite_step": base.get("first_non_finite_step")}
+    lost = (skipped or 0) >= AMP_SKIPPED_SHARE or base.get("first_non_finite_step") is not None \
+        or not math.isfinite(cmp["baseline_loss"])
+    if f.get("grad_scaler") and skipped is not None:
+        what = (f"the GradScaler skipped {skipped:.0%} of the steps (non-finite gradients) and its scale went "
+                f"{_fmt(base.get('scale_start'))} -> {_fmt(base.get('scale_end'))}")
+    elif f.get("autocast") == "float16":
+        what = "without a GradScaler, float16 gradients below ~6e-8 round to zero and values above " \
+               f"{FLOAT16_MAX:g} overflow"
+    else:
+        what = "bfloat16's 8-bit mantissa rounds small updates away"
+    fix = ("values overflow float16 (max 65504) in the forward pass: train in bfloat16 (float32's range), or "
+           "keep the overflowing part (a hand-written softmax or exp, a large sum) in float32 with "
+           "torch.autocast(..., enabled=False) around it" if f.get("autocast") == "float16" else
+           "keep float32 master weights (autocast over a float32 model, not model.to(torch.bfloat16))")
+    return [Finding("optim.amp_scale_collapse", "error" if lost else "warning", _confidence(cmp["gain"], floor=0.6),
+                    evidence=evidence,
+                    remedy=f"Under {f.get('autocast')} {what}; the same run in full precision reached fit loss "
+                           f"{_fmt(cmp['changed_loss'])} against {_fmt(cmp['baseline_loss'])}. The fix: {fix}.")]
 
 
 @check
@@ -408,9 +491,10 @@ def nothing_learned_beyond_memorising(probes: ProbeEvidence) -> list[Finding]:
     val = base.get("val_loss")
     # with validation data: nothing generalizes beyond chance; without: the full data is not learned
     unlearned = (val >= NO_LEARNING * ref) if val is not None else (math.isfinite(b) and b >= NO_LEARNING * ref)
-    if not (s < SUBSET_FITTED * ref and unlearned) or _fixed_elsewhere(probes, ref):
+    if not (s < SUBSET_LEARNED * ref and unlearned) or _fixed_elsewhere(probes, ref):
         return []
-    evidence = {"subset_loss": s, "full_loss": b, "val_loss": val, "reference_loss": ref, "threshold": NO_LEARNING * ref}
+    evidence = {"subset_loss": s, "full_loss": b, "val_loss": val, "reference_loss": ref, "threshold": NO_LEARNING * ref,
+                "subset_learned_below": SUBSET_LEARNED * ref}
     return [Finding("data.no_signal", "warning", 0.6, evidence=evidence,
                     remedy="The model memorises a small subset but learns nothing on the full data (loss stays at "
                            f"{_fmt(b if val is None else val)}, chance {_fmt(ref)}): the labels may not follow from the features. Check the "
@@ -436,7 +520,8 @@ def rule_out(ev: ProbeEvidence) -> list[RuledOut]:
         out.append(RuledOut(code, by, evidence))
 
     for variant, code in (("no_regularization", "model.regularization_too_strong"),
-                          ("no_clipping", "optim.clipping_masks_lr"), ("reinit", "model.bad_init")):
+                          ("no_clipping", "optim.clipping_masks_lr"), ("reinit", "model.bad_init"),
+                          ("full_precision", "optim.amp_scale_collapse")):
         cmp = compare(ev, variant)
         if cmp and not cmp["helps"] and not cmp.get("inconclusive"):
             by = f"probe:ablation:{variant}" + (f" at lr {cmp['compared_at_lr']:.2g}" if cmp.get("compared_at_lr") else "")
@@ -473,7 +558,8 @@ def rule_out(ev: ProbeEvidence) -> list[RuledOut]:
 
 INCONCLUSIVE_CODES = (("lr_suggested", ("optim.lr_too_high", "optim.lr_too_low")),
                       ("no_regularization", ("model.regularization_too_strong",)),
-                      ("no_clipping", ("optim.clipping_masks_lr",)), ("reinit", ("model.bad_init",)))
+                      ("no_clipping", ("optim.clipping_masks_lr",)), ("reinit", ("model.bad_init",)),
+                      ("full_precision", ("optim.amp_scale_collapse",)))
 
 
 def inconclusive(ev: ProbeEvidence) -> list[dict[str, Any]]:

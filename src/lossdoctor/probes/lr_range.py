@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from .loop import compute_loss
+from .loop import Stepper
 from .recipe import Recipe
 from .result import ProbeResult
 
@@ -25,15 +25,18 @@ BLOWUP_FACTOR = 4.0  # the smoothed loss at 4x its minimum: the run has blown up
 SUGGEST_DIVISOR = 10.0
 
 
-def run_lr_range(recipe: Recipe, steps: int, deadline: float | None = None, seed: int = 0) -> ProbeResult:
+def run_lr_range(recipe: Recipe, steps: int, seed: int = 0) -> ProbeResult:
+    """The range test on a copy: the recipe's step (micro-batches, precision, optimizer) with
+    clipping off and no schedule (the exponential sweep is its own warm-up)."""
     t0 = time.monotonic()
     model = recipe.fresh_model()
     optimizer = recipe.make_optimizer(model, lr=LR_START)
+    stepper = Stepper(recipe, model, optimizer, None, "lr range test", recipe.new_scaler())
     gen = torch.Generator().manual_seed(seed + 3)
     torch.manual_seed(seed)
     factor = (LR_END / LR_START) ** (1.0 / max(steps - 1, 1))
     base_lr = recipe.lr if recipe.lr > 0 else 1.0
-    ratios = [float(g["lr"]) / LR_START for g in optimizer.param_groups]
+    ratios = [float(g["lr"]) / float(optimizer.param_groups[0]["lr"]) for g in optimizer.param_groups]
     lrs, raw, smooth = [], [], []
     avg, best = 0.0, math.inf
     bs = recipe.batch_size
@@ -41,20 +44,14 @@ def run_lr_range(recipe: Recipe, steps: int, deadline: float | None = None, seed
     lr = LR_START
     stopped = "end of range"
     for i in range(steps):
-        if deadline is not None and time.monotonic() > deadline:
-            stopped = "deadline"
-            break
         for g, r in zip(optimizer.param_groups, ratios):
             g["lr"] = lr * r
-        idx = torch.randint(0, n, (bs,), generator=gen)
-        optimizer.zero_grad(set_to_none=True)
-        loss = compute_loss(recipe, model, recipe.X[idx], recipe.y[idx])
-        value = float(loss.detach())
+        batches = [recipe.batch(torch.randint(0, n, (bs,), generator=gen)) for _ in range(recipe.accumulation)]
+        loss, _, _ = stepper.step(batches, i + 1)
+        value = float(loss)
         if not math.isfinite(value):
             stopped = "non-finite loss"
             break
-        loss.backward()
-        optimizer.step()
         avg = SMOOTHING * avg + (1 - SMOOTHING) * value
         s = avg / (1 - SMOOTHING ** (i + 1))
         lrs.append(lr)

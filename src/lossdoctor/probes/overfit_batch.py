@@ -16,10 +16,10 @@ from .result import ProbeResult
 OVERFIT_ROWS = 32
 
 
-def run_overfit_batch(recipe: Recipe, steps: int, deadline: float | None = None, seed: int = 0) -> ProbeResult:
+def run_overfit_batch(recipe: Recipe, steps: int, seed: int = 0) -> ProbeResult:
     t0 = time.monotonic()
     rows = torch.randperm(recipe.n_train, generator=torch.Generator().manual_seed(seed + 7))[:OVERFIT_ROWS]
     run = train_run(recipe, label="one batch", steps=steps, rows=rows, batch_size=rows.numel(),
-                    seed=seed, deadline=deadline)
+                    seed=seed)
     data = {"rows": int(rows.numel()), "run": run.summary(), "losses": run.losses}
     return ProbeResult("overfit_batch", data=data, seconds=time.monotonic() - t0)

@@ -16,5 +16,5 @@ class ProbeResult:
     seconds: float = 0.0
 
     @classmethod
-    def skipped(cls, name: str, note: str) -> "ProbeResult":
+    def skipped(cls, name: str, note: str) -> ProbeResult:
         return cls(name=name, ran=False, note=note)

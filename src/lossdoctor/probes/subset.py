@@ -18,10 +18,10 @@ from .result import ProbeResult
 SUBSET_ROWS = 64
 
 
-def run_subset(recipe: Recipe, steps: int, deadline: float | None = None, seed: int = 0) -> ProbeResult:
+def run_subset(recipe: Recipe, steps: int, seed: int = 0) -> ProbeResult:
     t0 = time.monotonic()
     n = min(SUBSET_ROWS, max(2, recipe.n_train // 4))
     rows = torch.randperm(recipe.n_train, generator=torch.Generator().manual_seed(seed + 11))[:n]
-    run = train_run(recipe, label=f"subset of {n} rows", steps=steps, rows=rows, seed=seed, deadline=deadline)
+    run = train_run(recipe, label=f"subset of {n} rows", steps=steps, rows=rows, seed=seed)
     data = {"rows": n, "run": run.summary(), "losses": run.losses}
     return ProbeResult("subset", data=data, seconds=time.monotonic() - t0)
