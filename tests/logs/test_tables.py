@@ -66,12 +66,12 @@ def test_tsv_and_semicolon_files_are_read(tmp_path, runs):
 def test_overrides_pick_unusual_columns(tmp_path, runs, cli):
     rec = runs["shuffled"]
     rows = [(i, s, loss, v) for i, (s, loss, v) in enumerate(_per_step_rows(rec))]
-    path = _write_csv(tmp_path / "odd.csv", ("row", "when", "objective", "holdout"), rows)
+    path = _write_csv(tmp_path / "odd.csv", ("row", "when", "metric_a", "holdout"), rows)
     with pytest.raises(LogFormatError, match="no loss column"):
         read_runs(path)
-    (curves,) = read_runs(path, step="when", train="objective", val="holdout")
+    (curves,) = read_runs(path, step="when", train="metric_a", val="holdout")
     np.testing.assert_array_equal(curves.train.steps, rec["steps"])
-    code, out, _ = cli("diagnose", path, "--json", "--step", "when", "--train", "objective", "--val", "holdout")
+    code, out, _ = cli("diagnose", path, "--json", "--step", "when", "--train", "metric_a", "--val", "holdout")
     assert json.loads(out)["verdict"] == "overfitting" and code == 1
 
 

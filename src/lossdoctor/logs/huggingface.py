@@ -2,7 +2,6 @@
 ``grad_norm`` / ``learning_rate`` (keys vary across transformers versions), one per logging step."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,8 @@ import numpy as np
 
 from ..errors import LogFormatError
 from ..evidence import GRAD_NORM, Curves
-from .table import check_text, read_json_records, records_to_curves
+from .files import is_regular_file, parse_json, read_text
+from .table import read_json_records, records_to_curves
 
 # The final log_history entry is a summary of the whole run (train_runtime, an average train_loss):
 # these keys mark it, and it is not a point on the curve.
@@ -21,21 +21,7 @@ STATE_KEYS = ("global_step", "max_steps", "num_train_epochs", "logging_steps", "
 
 
 def load_json(path: Path) -> Any:
-    check_text(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except UnicodeDecodeError as exc:
-        raise LogFormatError(path, f"not UTF-8 text ({exc.reason})", expected="a JSON document") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        body = text.rstrip()
-        if exc.msg.startswith("Unterminated") or exc.pos >= len(body):
-            raise LogFormatError(path, "truncated JSON: the file ends inside the document",
-                                 line=body.count("\n") + 1, expected="a complete JSON document") from None
-        raise LogFormatError(path, f"invalid JSON ({exc.msg})", line=exc.lineno,
-                             expected="a complete JSON document") from None
+    return parse_json(read_text(path, "a JSON document"), path)
 
 
 def is_trainer_state(obj: Any) -> bool:
@@ -45,7 +31,8 @@ def is_trainer_state(obj: Any) -> bool:
 def read_trainer_state(path: str | os.PathLike, step: str | None = None, train: str | None = None,
                        val: str | None = None, run: str | None = None, obj: Any = None) -> Curves:
     path = Path(path)
-    if obj is None:
+    from_file = obj is None  # the integration passes a live TrainerState's history: no config.json beside it
+    if from_file:
         obj = load_json(path)
     if not is_trainer_state(obj):
         return read_json_records(path, obj, step, train, val, run)
@@ -60,12 +47,45 @@ def read_trainer_state(path: str | os.PathLike, step: str | None = None, train: 
     if not entries:
         raise LogFormatError(path, "log_history holds no logged steps",
                              expected="entries with \"loss\" or \"eval_loss\" (is logging_steps larger than the run?)")
-    meta = {k: obj[k] for k in STATE_KEYS if k in obj}
+    meta = {k: obj[k] for k in STATE_KEYS if k in obj and isinstance(obj[k], (int, float, str))}
+    classes = num_classes_from_config(path) if from_file else None
+    if classes is not None:
+        meta["num_classes"], meta["num_classes_from"] = classes
     if run is None:
         run = path.parent.name if path.parent.name else path.stem
     curves = records_to_curves(path, entries, None, "huggingface", step, train, val, run, meta=meta)
     _unfilter_nan_losses(curves)
     return curves
+
+
+# Hugging Face problem types whose loss is not a K-way cross-entropy (chance is not ln K there).
+NOT_K_WAY = ("regression", "multi_label_classification")
+
+
+def num_classes_from_config(state_path: Path) -> tuple[int, str] | None:
+    """The number of classes the model's ``config.json`` states (``id2label`` or ``num_labels``) and
+    the file it came from, when the task is single-label classification; else None.
+
+    The config is looked for beside ``trainer_state.json``, then in the output directory above a
+    ``checkpoint-*``. transformers saves ``id2label`` only when it differs from the 2-label default, so
+    a config without it says nothing (a language model's config, say) and gives None.
+    """
+    for folder in (state_path.parent, state_path.parent.parent):
+        config = folder / "config.json"
+        if not is_regular_file(config):
+            continue
+        try:
+            obj = parse_json(read_text(config, "a JSON document"), config)
+        except LogFormatError:
+            return None
+        if not isinstance(obj, dict) or obj.get("problem_type") in NOT_K_WAY:
+            return None
+        labels = obj.get("id2label")
+        k = len(labels) if isinstance(labels, dict) and labels else obj.get("num_labels")
+        if isinstance(k, int) and not isinstance(k, bool) and k >= 2:
+            return k, os.fspath(config)
+        return None
+    return None
 
 
 def _unfilter_nan_losses(curves: Curves) -> None:
