@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import LossDoctorError, printable
+from .errors import LossDoctorError, NoRunReadable, printable
 
 EXIT_OK, EXIT_PROBLEM, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 TORCH_HINT = "pip install 'lossdoctor[torch]'"
@@ -175,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except _Usage as exc:
         parser.print_usage(sys.stderr)
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    except NoRunReadable as exc:
+        for failure in exc.failures:  # each unreadable log in one line, then what it adds up to
+            _error(str(failure))
         _error(str(exc))
         return EXIT_BAD_INPUT
     except LossDoctorError as exc:

@@ -260,7 +260,7 @@ def _tensorboard_runs(root: Path, dirs: list[Path], step, train, val, runs: list
     for d, sc in scalars.items():
         if d.parent in scalars and add_scalars_member(d.parent, d, sc):
             members.setdefault(d.parent, {})[d.name] = sc
-    member_dirs = {d.parent / name for d, group in members.items() for name in group}
+    member_dirs = {parent / name for parent, group in members.items() for name in group}
     for d, sc in scalars.items():
         if d in member_dirs:
             continue

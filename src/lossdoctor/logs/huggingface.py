@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,7 @@ def is_trainer_state(obj: Any) -> bool:
 def read_trainer_state(path: str | os.PathLike, step: str | None = None, train: str | None = None,
                        val: str | None = None, run: str | None = None, obj: Any = None) -> Curves:
     path = Path(path)
-    from_file = obj is None  # the integration passes a live TrainerState's history: no config.json beside it
-    if from_file:
+    if obj is None:
         obj = load_json(path)
     if not is_trainer_state(obj):
         return read_json_records(path, obj, step, train, val, run)
@@ -48,7 +48,8 @@ def read_trainer_state(path: str | os.PathLike, step: str | None = None, train: 
         raise LogFormatError(path, "log_history holds no logged steps",
                              expected="entries with \"loss\" or \"eval_loss\" (is logging_steps larger than the run?)")
     meta = {k: obj[k] for k in STATE_KEYS if k in obj and isinstance(obj[k], (int, float, str))}
-    classes = num_classes_from_config(path) if from_file else None
+    # (the integration passes a live TrainerState's history under a name that is no file: no config beside it)
+    classes = num_classes_from_config(path) if is_regular_file(path) else None
     if classes is not None:
         meta["num_classes"], meta["num_classes_from"] = classes
     if run is None:
@@ -58,8 +59,12 @@ def read_trainer_state(path: str | os.PathLike, step: str | None = None, train: 
     return curves
 
 
+CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 # Hugging Face problem types whose loss is not a K-way cross-entropy (chance is not ln K there).
 NOT_K_WAY = ("regression", "multi_label_classification")
+# Model heads whose loss is not over the config's labels (the vocabulary, spans, choices, CTC frames).
+NOT_LABEL_HEADS = ("ForCausalLM", "ForConditionalGeneration", "ForMaskedLM", "LMHeadModel", "ForPreTraining",
+                   "ForQuestionAnswering", "ForSeq2SeqLM", "ForMultipleChoice", "ForCTC", "ForMaskGeneration")
 
 
 def num_classes_from_config(state_path: Path) -> tuple[int, str] | None:
@@ -67,10 +72,22 @@ def num_classes_from_config(state_path: Path) -> tuple[int, str] | None:
     the file it came from, when the task is single-label classification; else None.
 
     The config is looked for beside ``trainer_state.json``, then in the output directory above a
-    ``checkpoint-*``. transformers saves ``id2label`` only when it differs from the 2-label default, so
-    a config without it says nothing (a language model's config, say) and gives None.
+    ``checkpoint-*``, then in the latest ``checkpoint-*`` below it (``Trainer.save_state`` writes the
+    top-level state, the checkpoints hold the model's config). transformers saves ``id2label`` only
+    when it differs from the 2-label default, so a config without it says nothing and gives None; so
+    does a language model's or question-answering model's config (its loss is not over the labels).
     """
-    for folder in (state_path.parent, state_path.parent.parent):
+    folder = state_path.parent
+    if CHECKPOINT.fullmatch(folder.name):
+        folders = [folder, folder.parent]
+    else:
+        try:
+            checkpoints = [(int(m.group(1)), p) for p in folder.iterdir()
+                           if (m := CHECKPOINT.fullmatch(p.name)) and p.is_dir()]
+        except OSError:
+            checkpoints = []
+        folders = [folder] + [p for _, p in sorted(checkpoints, reverse=True)[:1]]
+    for folder in folders:
         config = folder / "config.json"
         if not is_regular_file(config):
             continue
@@ -80,6 +97,9 @@ def num_classes_from_config(state_path: Path) -> tuple[int, str] | None:
             return None
         if not isinstance(obj, dict) or obj.get("problem_type") in NOT_K_WAY:
             return None
+        heads = obj.get("architectures")
+        if isinstance(heads, list) and any(isinstance(h, str) and h.endswith(NOT_LABEL_HEADS) for h in heads):
+            return None  # a language model's config may carry id2label too: its loss is over the vocabulary
         labels = obj.get("id2label")
         k = len(labels) if isinstance(labels, dict) and labels else obj.get("num_labels")
         if isinstance(k, int) and not isinstance(k, bool) and k >= 2:

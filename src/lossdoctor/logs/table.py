@@ -27,7 +27,8 @@ import pandas as pd
 
 from ..errors import LogFormatError
 from ..evidence import Curves
-from .columns import EPOCH_NAMES, STEP_NAMES, Roles, assign_roles, build_curves, extra_metrics, find_column, norm
+from .columns import (EPOCH_NAMES, GRAD_NAMES, LR_NAMES, STEP_NAMES, assign_roles, build_curves, extra_metrics,
+                      find_column, loss_name, norm)
 from .files import CUT_SHORT, check_text, parse_json, read_bytes, read_text
 
 # Spellings of non-finite values that loggers write (Python, JavaScript, R, Java, numpy, pandas).
@@ -157,14 +158,15 @@ def numeric(col: pd.Series) -> tuple[np.ndarray, np.ndarray, int | None]:
     return values, present, None
 
 
-def _csv_duplicates(path: Path, names: list[str], roles: Roles) -> set[str]:
-    """Header names given to more than one column: an error when one of them is a column lossdoctor
-    needs (which of the two is meant?), else left out."""
+def _csv_duplicates(path: Path, names: list[str]) -> set[str]:
+    """Header names given to more than one column: an error when one of them could be a column
+    lossdoctor needs (which of the two is meant?), else left out."""
     dupes = {n for n, k in Counter(names).items() if k > 1}
-    for col in roles.used() & dupes:
-        where = [i + 1 for i, n in enumerate(names) if n == col]
-        raise LogFormatError(path, f"the header names {len(where)} columns {col!r} (columns {', '.join(map(str, where))})",
-                             line=1, expected="each column named once")
+    for col in sorted(dupes):
+        if loss_name(col) is not None or norm(col) in STEP_NAMES + EPOCH_NAMES + LR_NAMES + GRAD_NAMES:
+            where = [i + 1 for i, n in enumerate(names) if n == col]
+            raise LogFormatError(path, f"the header names {len(where)} columns {col!r} "
+                                 f"(columns {', '.join(map(str, where))})", line=1, expected="each column named once")
     return dupes
 
 
@@ -172,8 +174,8 @@ def read_csv(path: str | os.PathLike, step: str | None = None, train: str | None
              val: str | None = None, run: str | None = None, *, live: bool = False) -> Curves:
     path = Path(path)
     names, df, notes = load_csv(path, live)
-    roles = assign_roles(path, names, step, train, val)
-    dupes = _csv_duplicates(path, names, roles)
+    dupes = _csv_duplicates(path, names)
+    roles = assign_roles(path, [n for n in names if n not in dupes], step, train, val)
     position = {}
     for i, n in enumerate(names):
         position.setdefault(n, i)
