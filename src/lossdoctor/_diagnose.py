@@ -109,7 +109,7 @@ def _state_line(report: Report) -> str:
 
 def follow(path: str | os.PathLike, *, interval: float = DEFAULT_FOLLOW_INTERVAL_S, step: str | None = None,
            train: str | None = None, val: str | None = None, out: Callable[[str], None] = print,
-           stop: Callable[[], bool] | None = None, sleep: Callable[[float], None] = time.sleep) -> int:
+           stop: Callable[[], bool] | None = None, sleep: Callable[[float], None] | None = None) -> int:
     """Re-read a growing log every ``interval`` seconds and print (through ``out``) one line whenever a
     run's verdict or top finding changes. Returns 1 at the first certain problem (NaN/Inf at once; a
     divergence or a plateau at chance level once two reads in a row show it), so that a job script can
@@ -148,4 +148,4 @@ def follow(path: str | os.PathLike, *, interval: float = DEFAULT_FOLLOW_INTERVAL
             waiting = None
         if stop is not None and stop():
             return 0
-        sleep(interval)
+        (sleep or time.sleep)(interval)
