@@ -91,7 +91,7 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes:
 def check_text(path: Path) -> str:
     """The first bytes of ``path`` as text; a clear error for an empty, compressed or binary file."""
     head = read_bytes(path, SNIFF_BYTES)
-    if not head.strip():
+    if not head.removeprefix(b"\xef\xbb\xbf").strip():  # nothing, or nothing but a byte order mark
         raise LogFormatError(path, "the file is empty", line=1, expected="a header line and one row per logged step")
     for magic, name in COMPRESSED_MAGIC.items():
         if head.startswith(magic):

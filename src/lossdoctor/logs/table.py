@@ -17,6 +17,7 @@ import io
 import itertools
 import math
 import os
+import re
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -99,11 +100,15 @@ def load_csv(path: Path, live: bool = False) -> tuple[list[str], pd.DataFrame, l
         raise LogFormatError(path, "a row has more fields than the header", line=2,
                              expected=f"{len(names)} fields per row, like the header") from None
     except pd.errors.ParserError as exc:
-        import re
-
-        m = re.search(r"line (\d+)", str(exc))
-        raise LogFormatError(path, "a row has more fields than the header" if "fields" in str(exc)
-                             else "unreadable CSV (an unclosed quote?)", line=int(m.group(1)) if m else None,
+        text = str(exc)
+        if "EOF inside string" in text:  # "starting at row N", rows counted from the header's 0
+            m = re.search(r"row (\d+)", text)
+            raise LogFormatError(path, "a quote that is never closed", line=int(m.group(1)) + 1 if m else None,
+                                 expected="quoted cells closed on the same row") from None
+        m = re.search(r"line (\d+)", text)
+        raise LogFormatError(path, "a row has more fields than the header" if "fields" in text else
+                             f"unreadable CSV ({text.strip().splitlines()[-1][:200]})",
+                             line=int(m.group(1)) if m else None,
                              expected=f"{len(names)} fields per row, like the header") from None
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
