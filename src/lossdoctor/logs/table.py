@@ -142,21 +142,22 @@ def label_csv(path: Path, columns: list[str]) -> str:
 
 
 def numeric(col: pd.Series) -> tuple[np.ndarray, np.ndarray, int | None]:
-    """Values as float64, the mask of cells present, and the row index of the first non-number (or None)."""
+    """Values as float64, the mask of cells present, and the row index of the first non-number (or None).
+    Both arrays are the caller's to modify (pandas may hand out read-only views)."""
+    writable = lambda a: np.require(a, requirements="W")  # noqa: E731 - copies only a read-only view
+    present = writable(col.notna().to_numpy(dtype=bool))
     if pd.api.types.is_bool_dtype(col.dtype):
-        present = col.notna().to_numpy()
         return np.full(len(col), np.nan), present, int(np.argmax(present)) if present.any() else None
     if pd.api.types.is_numeric_dtype(col.dtype):
-        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        values = writable(col.to_numpy(dtype=np.float64, na_value=np.nan))
         return values, ~np.isnan(values), None
-    present = col.notna().to_numpy()
     text = col.astype("string").str.strip()
-    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    values = writable(pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
     missing = np.isnan(values) & present
     if missing.any():
         idx = np.flatnonzero(missing)
         lowered = text.iloc[idx].str.lower()
-        ok = lowered.isin(list(NON_FINITE_TOKENS)).to_numpy()
+        ok = lowered.isin(list(NON_FINITE_TOKENS)).to_numpy(dtype=bool)
         values[idx[ok]] = [NON_FINITE_TOKENS[t] for t in lowered[ok]]
         if not ok.all():
             return values, present, int(idx[~ok][0])
