@@ -22,6 +22,30 @@ else:
     torch.set_num_threads(1)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slim: runs without torch (make test-slim: `pip install lossdoctor` alone)")
+
+
+SLIM_MARK = "pytestmark = pytest.mark.slim"
+
+
+def _is_slim_module(path) -> bool:
+    return path.name.startswith("test_") and path.suffix == ".py" and SLIM_MARK in path.read_text(encoding="utf-8")
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Without torch (make test-slim) only the modules marked ``pytestmark = pytest.mark.slim`` are
+    collected, and only the folders holding one (the others' modules and conftests import torch,
+    Lightning or Hypothesis at the top)."""
+    if torch is not None:
+        return None
+    if collection_path.is_dir():
+        return not any(_is_slim_module(p) for p in collection_path.rglob("test_*.py"))
+    if collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        return not _is_slim_module(collection_path)
+    return None
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     """Every test starts from the same RNG state, so trainings are reproducible."""

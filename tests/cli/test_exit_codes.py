@@ -4,11 +4,15 @@ safely whatever characters they hold."""
 import json
 import os
 import stat
+import sys
+import types
 
 import pytest
 
 import lossdoctor
 from lossdoctor import diagnose
+
+pytestmark = pytest.mark.slim
 
 
 def _log(path, values):
@@ -75,13 +79,18 @@ def test_debug_shows_the_traceback_of_an_internal_error(tmp_path, cli, monkeypat
     assert err.rstrip().splitlines()[-1].startswith("lossdoctor: internal error: ZeroDivisionError")
 
 
-def test_a_missing_torch_is_a_clear_message_not_an_internal_error(cli, monkeypatch):
-    import lossdoctor._checkup
+def _replace_checkup(monkeypatch, checkup_from_file):
+    """Stand in for lossdoctor._checkup (which needs torch): only the command line is under test."""
+    stub = types.ModuleType("lossdoctor._checkup")
+    stub.checkup_from_file = checkup_from_file
+    monkeypatch.setitem(sys.modules, "lossdoctor._checkup", stub)
 
+
+def test_a_missing_torch_is_a_clear_message_not_an_internal_error(cli, monkeypatch):
     def no_torch(*args, **kwargs):
         raise ModuleNotFoundError("No module named 'torch'", name="torch")
 
-    monkeypatch.setattr(lossdoctor._checkup, "checkup_from_file", no_torch)
+    _replace_checkup(monkeypatch, no_torch)
     code, out, err = cli("checkup", "recipe.py:build")
     assert code == 2 and "pip install 'lossdoctor[torch]'" in err and err.count("\n") == 1
 
@@ -115,10 +124,8 @@ def test_html_that_cannot_be_written_after_the_terminal_report(tmp_path, cli):
 
 
 def test_checkup_html_that_cannot_be_written_exits_2_after_the_report(tmp_path, cli, monkeypatch):
-    import lossdoctor._checkup
-
     report = diagnose(_log(tmp_path / "good.csv", _converging()))  # a real Report stands in for a checkup's
-    monkeypatch.setattr(lossdoctor._checkup, "checkup_from_file", lambda *a, **k: report)
+    _replace_checkup(monkeypatch, lambda *a, **k: report)
     code, out, err = cli("checkup", "recipe.py:build", "--json", "--html", tmp_path / "missing" / "r.html")
     assert json.loads(out)["verdict"] == "converging" and code == 2 and "cannot write the HTML report" in err
 

@@ -6,6 +6,8 @@ import pytest
 from lossdoctor.errors import LogFormatError
 from lossdoctor.logs import read_runs
 
+pytestmark = pytest.mark.slim
+
 GOOD_ROWS = "".join(f"{i},{2.3 / (i + 1)}\n" for i in range(20))
 
 

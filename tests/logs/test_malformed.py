@@ -9,6 +9,8 @@ import pytest
 from lossdoctor._diagnose import diagnose_path
 from lossdoctor.errors import LogFormatError
 
+pytestmark = pytest.mark.slim
+
 CORPUS = Path(__file__).parent / "malformed"
 EXPECTED = json.loads((CORPUS / "EXPECTED.json").read_text())
 
