@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("diagnose", parents=[debug], help="read a training log (file or directory) and diagnose the curves")
+    p = sub.add_parser("diagnose", parents=[debug],
+                       help="read a training log (file or directory) and diagnose the curves")
     p.add_argument("path", nargs="?", help="CSV/JSONL, TensorBoard event file or run dir, trainer_state.json, "
                    "Lightning metrics.csv, Keras CSVLogger, W&B or TensorBoard CSV export, MLflow mlruns dir")
     p.add_argument("--json", action="store_true", help="print the report(s) as JSON")

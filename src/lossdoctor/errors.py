@@ -31,8 +31,8 @@ class NoRunReadable(LogFormatError):
     def __init__(self, path: str | os.PathLike, failures: list, expected: str | None = None):
         self.failures = list(failures)
         n = len(self.failures)
-        super().__init__(path, f"none of the {n} logs found could be read" if n > 1 else "the log found could not be read",
-                         expected=expected)
+        problem = f"none of the {n} logs found could be read" if n > 1 else "the log found could not be read"
+        super().__init__(path, problem, expected=expected)
 
 
 class UnreadableLogWarning(UserWarning):

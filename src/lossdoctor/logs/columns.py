@@ -29,10 +29,10 @@ from ..evidence import GRAD_NORM, LEARNING_RATE, TRAIN_LOSS, VAL_LOSS, Curves
 
 STANDARD = (TRAIN_LOSS, VAL_LOSS, LEARNING_RATE, GRAD_NORM)
 
+# "_step" is the step W&B adds to every record, after the names a user writes.
 STEP_NAMES = ("step", "global_step", "steps", "iteration", "iterations", "iter", "it", "batch",
-              "trainer_global_step", "train_global_step", "num_steps", "n_iter", "num_updates", "update", "updates")
-# W&B's and TensorBoard-download's own step columns, after the ones a user writes.
-STEP_NAMES += ("_step", "wall_step")
+              "trainer_global_step", "train_global_step", "num_steps", "n_iter", "num_updates", "update", "updates",
+              "_step")
 EPOCH_NAMES = ("epoch", "epochs", "train_epoch", "ep")
 LR_NAMES = ("lr", "learning_rate", "train_learning_rate", "lr_adam", "lr_adamw", "lr_sgd", "lr_0",
             "learning_rate_0", "lr_group_0", "lr_pg0", "train_lr")
@@ -144,10 +144,6 @@ def _first(names: Sequence[str], candidates: tuple[str, ...]) -> str | None:
     return None
 
 
-def pick(names, candidates: tuple[str, ...]) -> str | None:
-    return _first(list(names), candidates)
-
-
 def find_column(path, names: Sequence[str], wanted: str, what: str) -> str:
     """The column the user named (exactly, or else by its normalised spelling); an error listing the
     columns when there is none, or when the spelling fits several."""
@@ -185,7 +181,6 @@ class Roles:
     """Which column of a log holds the step and each standard series, and why."""
 
     step: str | None = None
-    step_is_epoch: bool = False
     columns: dict[str, str] = field(default_factory=dict)  # standard series -> source column
     why: dict[str, str] = field(default_factory=dict)  # standard series -> the reason for the choice
     log_of: set = field(default_factory=set)  # columns read as their logarithm (perplexity)
@@ -235,7 +230,6 @@ def assign_roles(path, names: Sequence[str], step: str | None = None, train: str
         roles.step = _first(names, STEP_NAMES)
         if roles.step is None:
             roles.step = _first(names, EPOCH_NAMES)
-            roles.step_is_epoch = roles.step is not None
     metrics = [n for n in names if n != roles.step]
 
     def user(col: str, what: str) -> str:
@@ -259,7 +253,8 @@ def assign_roles(path, names: Sequence[str], step: str | None = None, train: str
             col, why, ppl = _choose_loss(path, metrics, "test", "test loss", "--val")
             if col is not None:
                 why += " (no validation loss: the test loss stands in for it)"
-                roles.notes.append(f"no validation loss in the log: the test loss {col!r} is read as the validation loss")
+                roles.notes.append(f"no validation loss in the log: the test loss {col!r} is read as the "
+                                   "validation loss")
         if col is not None and col != roles.columns.get(TRAIN_LOSS):
             roles.columns[VAL_LOSS], roles.why[VAL_LOSS] = col, why
             if ppl:

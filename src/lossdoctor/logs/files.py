@@ -108,6 +108,27 @@ def check_text(path: Path) -> str:
         return head[: exc.start].decode("utf-8")
 
 
+# The longest first line (a CSV header) read whole: 100,000 column names of 100 characters each.
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+
+
+def first_line(path: Path, head: str) -> str:
+    """The whole first line of a text file whose first bytes are ``head`` (a wide CSV's header can be
+    longer than the sniffed bytes)."""
+    if "\n" in head or "\r" in head or len(head.encode("utf-8")) < SNIFF_BYTES - 4:
+        return head.splitlines()[0] if head else ""
+    data = read_bytes(path, MAX_HEADER_BYTES)
+    end = min((i for i in (data.find(b"\n"), data.find(b"\r")) if i >= 0), default=-1)
+    if end < 0 and len(data) == MAX_HEADER_BYTES:
+        raise LogFormatError(path, f"the first line is longer than {MAX_HEADER_BYTES // 2**20} MB", line=1,
+                             expected="a header line naming the columns")
+    line = data if end < 0 else data[:end]
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LogFormatError(path, "binary data, not UTF-8 text", line=1, expected=LOG_EXPECTED) from None
+
+
 def read_text(path: Path, expected: str) -> str:
     """The whole file as UTF-8 text (after :func:`check_text`), with the line of an invalid byte."""
     check_text(path)

@@ -139,7 +139,8 @@ def read_store(uri: str, experiment: str | None = None, run_id: str | None = Non
         except Exception as exc:  # noqa: BLE001 - a store or server error arrives as many types
             raise _client_error(uri, exc) from None
         if not found:
-            raise LogFormatError(uri, "no runs in the MLflow store" + (f" experiment {experiment!r}" if experiment else ""),
+            where = f" experiment {experiment!r}" if experiment else ""
+            raise LogFormatError(uri, f"no runs in the MLflow store{where}",
                                  expected="runs logged with mlflow.start_run / mlflow.log_metric")
         for run in found:
             where = f"{uri}#{run.info.run_id}"
@@ -208,7 +209,8 @@ def read_mlflow_run(path: str | os.PathLike, step: str | None = None, train: str
     for file in files:
         cols[file.relative_to(metrics).as_posix()] = _read_metric(file)
     if not cols:
-        raise LogFormatError(metrics, "the run has no metrics", expected="files metrics/<key> with 'timestamp value step' lines")
+        raise LogFormatError(metrics, "the run has no metrics",
+                             expected="files metrics/<key> with 'timestamp value step' lines")
     name = run
     tag = path / "tags" / "mlflow.runName"
     if name is None and is_regular_file(tag):

@@ -30,7 +30,7 @@ from ..errors import LogFormatError
 from ..evidence import Curves
 from .columns import (EPOCH_NAMES, GRAD_NAMES, LR_NAMES, STEP_NAMES, assign_roles, build_curves, extra_metrics,
                       find_column, loss_name, norm)
-from .files import CUT_SHORT, check_text, parse_json, read_bytes, read_text
+from .files import CUT_SHORT, check_text, first_line, parse_json, read_bytes, read_text
 
 # Spellings of non-finite values that loggers write (Python, JavaScript, R, Java, numpy, pandas).
 NON_FINITE_TOKENS = {
@@ -54,7 +54,8 @@ def sniff_separator(first_line: str) -> str:
 
 def header_fields(path: Path, head: str) -> tuple[list[str], str]:
     """The column names of a CSV/TSV file and its separator (the names cleaned of a BOM and spaces)."""
-    first = head.lstrip("\ufeff").splitlines()[0] if head.strip() else ""
+    first = first_line(path, head.lstrip("\ufeff")) if head.lstrip("\ufeff").strip() else ""
+    first = first.lstrip("\ufeff")
     sep = sniff_separator(first)
     names = next(csv.reader([first], delimiter=sep), [])
     names = [n.strip() for n in names]

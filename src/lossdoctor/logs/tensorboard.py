@@ -94,7 +94,8 @@ def _read_file(path: Path, out: Scalars) -> None:
     try:
         framed, clean = count_records(path)
     except (OSError, ValueError) as exc:
-        raise LogFormatError(path, os_problem(exc) if isinstance(exc, OSError) else str(exc), expected=EXPECTED) from None
+        problem = os_problem(exc) if isinstance(exc, OSError) else str(exc)
+        raise LogFormatError(path, problem, expected=EXPECTED) from None
     guidance = {ea.SCALARS: 0, ea.TENSORS: 0, ea.HISTOGRAMS: 1, ea.IMAGES: 1, ea.AUDIO: 1,
                 ea.COMPRESSED_HISTOGRAMS: 1}
     acc = _accumulator_class()(str(path), size_guidance=guidance)
@@ -107,7 +108,8 @@ def _read_file(path: Path, out: Scalars) -> None:
     read = acc.events_read
     if read < framed or not clean:
         if read < framed:
-            problem = f"record {read + 1} of {framed} is damaged: the {framed - read} records from there on were not read"
+            problem = (f"record {read + 1} of {framed} is damaged: the {framed - read} records from there on "
+                       "were not read")
         else:
             problem = f"the file ends inside record {read + 1} (cut short, or still being written)"
         out.damaged.append({"file": os.fspath(path), "records_read": read, "problem": problem})
