@@ -17,6 +17,7 @@ validation loss only when there is none.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -71,6 +72,12 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SEP = re.compile(r"[/\.\-\s:_]+")
 
 
+# Names are looked at several times each (step, losses, lr, grad norm, extras): remember the last
+# ones, enough for the widest logs (a 100,000-column CSV), bounded all the same.
+NAME_CACHE_SIZE = 1 << 17
+
+
+@functools.lru_cache(maxsize=NAME_CACHE_SIZE)
 def norm(name: str) -> str:
     text = str(name).lstrip("\ufeff").strip()  # BOM from Excel
     return _SEP.sub("_", _CAMEL.sub("_", text).lower()).strip("_") or text
@@ -98,6 +105,7 @@ class LossName:
     perplexity: bool
 
 
+@functools.lru_cache(maxsize=NAME_CACHE_SIZE)
 def loss_name(name: str) -> LossName | None:
     """The loss a column name describes, or None when it is not a loss (or its role is ambiguous)."""
     n = norm(name)
