@@ -22,9 +22,10 @@ LOG_EXPECTED = "CSV, JSON lines, trainer_state.json or a TensorBoard event file"
 COMPRESSED_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"PK\x03\x04": "zip",
                     b"\x28\xb5\x2f\xfd": "zstd"}
 
-# Integers longer than this are read as floats: Python refuses to convert an integer string over
-# 4,300 digits (a ValueError deep inside json), and no step or metric has more than 18 digits
-# (int64's range). float() turns a longer one into inf, which the readers treat as "not a number".
+# Python refuses to convert an integer string of over 4,300 digits (a ValueError deep inside json).
+# A document holding one is parsed again with integers longer than this read as floats: no step or
+# metric has more than 18 digits (int64's range), and float() turns a longer one into inf, which
+# the readers treat as "not a number" (a step) or as a non-finite value (a loss).
 MAX_INT_DIGITS = 18
 
 _KIND = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
@@ -148,14 +149,19 @@ def _parse_int(text: str) -> int | float:
 
 
 def _parse_constant(text: str) -> float:
-    return float(text)  # NaN, Infinity, -Infinity as Python's json writes them
+    return float(text)  # NaN, Infinity, -Infinity as Python's json writes them (json's own default)
 
 
 def parse_json(text: str, path: Path, line: int | None = None, expected: str = "a complete JSON document") -> Any:
     """``json.loads`` within bounds: giant integers become floats, nesting too deep for the parser is
     a LogFormatError (at ``line`` when given, for one line of a JSONL file) instead of a RecursionError."""
     try:
-        return json.loads(text, parse_int=_parse_int, parse_constant=_parse_constant)
+        try:
+            return json.loads(text)
+        except ValueError as exc:  # Python refuses an integer string of over 4,300 digits
+            if isinstance(exc, json.JSONDecodeError) or "integer string conversion" not in str(exc):
+                raise
+            return json.loads(text, parse_int=_parse_int, parse_constant=_parse_constant)  # slower: only then
     except json.JSONDecodeError as exc:
         body = text.rstrip()
         where = line if line is not None else exc.lineno

@@ -30,7 +30,7 @@ from ..errors import LogFormatError
 from ..evidence import Curves
 from .columns import (EPOCH_NAMES, GRAD_NAMES, LR_NAMES, STEP_NAMES, assign_roles, build_curves, extra_metrics,
                       find_column, loss_name, norm)
-from .files import CUT_SHORT, check_text, first_line, parse_json, read_bytes, read_text
+from .files import CUT_SHORT, check_text, first_line, os_problem, parse_json, read_bytes, read_text
 
 # Spellings of non-finite values that loggers write (Python, JavaScript, R, Java, numpy, pandas).
 NON_FINITE_TOKENS = {
@@ -38,7 +38,6 @@ NON_FINITE_TOKENS = {
     "n/a": math.nan, "inf": math.inf, "+inf": math.inf, "infinity": math.inf, "+infinity": math.inf,
     "-inf": -math.inf, "-infinity": -math.inf,
 }
-_ABSENT = object()  # a key missing from a record (not logged there), unlike null (a NaN value)
 CSV_EXPECTED = "a header line and one row per logged step"
 JSONL_EXPECTED = "one JSON object per line, like {\"step\": 1, \"loss\": 2.3}"
 CUT_SHORT_NOTE = "the last line of the file is cut short (copied while being written?): left out"
@@ -84,17 +83,18 @@ def load_csv(path: Path, live: bool = False) -> tuple[list[str], pd.DataFrame, l
         raise LogFormatError(path, "the first line is not a header", line=1,
                              expected="a header naming the columns, e.g. step,train_loss,val_loss")
     notes: list[str] = []
-    data = read_bytes(path)
-    cut = _cut_last_line(data, len(names), sep, live)
+    source: Path | io.BytesIO = path  # pandas reads a path faster than a buffer: a buffer only to cut a line
+    cut = _cut_last_line(path, len(names), sep, live)
     if cut is not None:
-        data = data[:cut]
+        source = io.BytesIO(read_bytes(path)[:cut])
         if not live:
             notes.append(CUT_SHORT_NOTE)
+    encoding = "utf-8-sig" if head.startswith("\ufeff") else "utf-8"  # utf-8-sig costs a third more time
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            df = pd.read_csv(io.BytesIO(data), sep=sep, header=0, names=list(range(len(names))), index_col=False,
-                             na_values=[""], keep_default_na=False, skip_blank_lines=True, encoding="utf-8-sig")
+            df = pd.read_csv(source, sep=sep, header=0, names=list(range(len(names))), index_col=False,
+                             na_values=[""], keep_default_na=False, skip_blank_lines=True, encoding=encoding)
     except pd.errors.EmptyDataError:
         raise LogFormatError(path, "the file is empty", line=1, expected=CSV_EXPECTED) from None
     except pd.errors.ParserWarning:
@@ -112,23 +112,40 @@ def load_csv(path: Path, live: bool = False) -> tuple[list[str], pd.DataFrame, l
                              line=int(m.group(1)) if m else None,
                              expected=f"{len(names)} fields per row, like the header") from None
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise LogFormatError(path, f"not UTF-8 text ({exc.reason})", line=line, expected="a text log") from None
+        data = read_bytes(path)  # pandas' offset is within a chunk: find the line from the file itself
+        try:
+            data.decode("utf-8")
+            where = None
+        except UnicodeDecodeError as whole:
+            where = data[: whole.start].count(b"\n") + 1
+        raise LogFormatError(path, f"not UTF-8 text ({exc.reason})", line=where, expected="a text log") from None
     if len(df) == 0:
         raise LogFormatError(path, "a header but no data rows", line=2, expected="one row per logged step")
     return names, df, notes
 
 
-def _cut_last_line(data: bytes, n_fields: int, sep: str, live: bool) -> int | None:
-    """Where to cut ``data`` to leave out an unfinished last line, or None to keep everything."""
-    if not data or data.endswith(b"\n"):
+# How much of a file's end is read to see whether its last line is complete.
+TAIL_BYTES = 65536
+
+
+def _cut_last_line(path: Path, n_fields: int, sep: str, live: bool) -> int | None:
+    """Where to cut the file to leave out an unfinished last line, or None to keep everything."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - TAIL_BYTES))
+            tail = fh.read()
+    except OSError as exc:
+        raise LogFormatError(path, os_problem(exc), expected=CSV_EXPECTED) from None
+    if not tail or tail.endswith(b"\n"):
         return None
-    start = data.rfind(b"\n") + 1
-    if start == 0:
-        return None  # only the header line
+    newline = tail.rfind(b"\n")
+    if newline < 0:
+        return None  # only the header line (or one line longer than the tail: kept as it is)
+    start = size - len(tail) + newline + 1
     if live:
         return start  # a live log's last line without its newline is still being written
-    last = data[start:].decode("utf-8", "replace")
+    last = tail[newline + 1:].decode("utf-8", "replace")
     fields = next(csv.reader([last], delimiter=sep), [])
     return start if 0 < len(fields) < n_fields else None
 
@@ -307,7 +324,8 @@ def records_to_curves(path: Path, records: list[dict], lines: list[int] | None, 
     A key absent from a record is "not logged there"; a key present with null/NaN/Infinity is data.
     Only the columns that become series are gathered (the standard ones and the first extra metrics).
     """
-    names = list(dict.fromkeys(itertools.chain.from_iterable(records)))  # every key, in order of appearance
+    counts = Counter(itertools.chain.from_iterable(records))  # every key, in order of appearance
+    names = list(counts)
     roles = assign_roles(path, names, step, train, val)
     meta = dict(meta or {})
     notes = meta.setdefault("notes", [])
@@ -335,13 +353,11 @@ def records_to_curves(path: Path, records: list[dict], lines: list[int] | None, 
     keep = [*roles.columns.values(), *extras]
     cols = {}
     for k in keep:
-        col = [r.get(k, _ABSENT) for r in records]
-        present = np.fromiter((v is not _ABSENT for v in col), dtype=bool, count=n)
-        if present.all():
-            idx, raw = None, col
+        if counts[k] == n:  # logged in every record: no presence mask to build
+            idx, raw = None, [r[k] for r in records]
         else:
-            idx = np.flatnonzero(present)
-            raw = [v for v in col if v is not _ABSENT]
+            idx = np.flatnonzero(np.fromiter((k in r for r in records), dtype=bool, count=n))
+            raw = [r[k] for r in records if k in r]
         values, usable, bad = json_column(raw)
         if bad is not None:
             if k in wanted:
