@@ -182,3 +182,22 @@ def test_path_and_mlflow_are_one_or_the_other(cli, tmp_path):
     assert code == 2 and "PATH or --mlflow" in err
     code, _, err = cli("diagnose", tmp_path, "--run", "abc")
     assert code == 2 and "--mlflow" in err
+
+
+def test_a_store_copied_without_its_empty_folders_is_still_read_and_said_so(store, tmp_path):
+    """git keeps no empty folder: a mlruns copy from a repository lacks each run's params/ and
+    artifacts/, and MLflow's client then finds no run. The metrics are plain text: read as such."""
+    import shutil
+
+    kind, root, records, _ = store
+    if kind != "file":
+        pytest.skip("a file store written by mlflow is what gets copied")
+    copy = tmp_path / "mlruns"
+    shutil.copytree(root, copy)
+    for folder in list(copy.rglob("params")) + list(copy.rglob("artifacts")):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    runs = {c.run: c for c in read_runs(copy)}
+    assert set(runs) == {"healthy", "lr_nan"}
+    np.testing.assert_allclose(runs["healthy"].train.values, records["healthy"]["loss"][2::3], rtol=1e-6)
+    assert any("read as plain text" in n for n in runs["healthy"].meta["notes"])

@@ -102,7 +102,7 @@ def test_add_scalars_sub_directories_are_series_of_one_run(add_scalars_dir, cli)
     assert set(runs) == {"healthy", "lr_nan"}
     healthy = runs["healthy"]
     assert healthy.meta["columns"]["train_loss"] == "Loss_train" and healthy.meta["columns"]["val_loss"] == "Loss_val"
-    assert healthy.meta["add_scalars_dirs"] == ["Loss_train", "Loss_val"] and "lr" in healthy.series
+    assert healthy.meta["part_dirs"] == ["Loss_train", "Loss_val"] and "lr" in healthy.series
     np.testing.assert_allclose(healthy.train.values, records["healthy"]["loss"], rtol=1e-6)
     code, out, _ = cli("diagnose", root, "--json")
     assert {r["metadata"]["run"]: r["verdict"] for r in json.loads(out)} == {"healthy": "converging",
@@ -148,3 +148,30 @@ def test_a_damaged_record_in_the_middle_is_named(tb_dir, tmp_path):
     (damage,) = curves.meta["damaged"]
     assert "damaged" in damage["problem"] and "were not read" in damage["problem"]
     assert len(curves.train) < 360
+
+
+def test_train_and_validation_directories_are_one_run(tmp_path, train_digits, cli):
+    """Keras' TensorBoard callback layout (logs/train, logs/validation, the tag epoch_loss in each),
+    written here by SummaryWriter (Keras' callback needs TensorFlow's summary writer)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    records = {}
+    for fault in ("healthy", "lr_nan"):
+        logs = tmp_path / fault / "logs"
+        train_w, val_w = SummaryWriter(str(logs / "train")), SummaryWriter(str(logs / "validation"))
+        records[fault] = train_digits(
+            fault, on_step=lambda step, loss, lr, gn, w=train_w: w.add_scalar("epoch_loss", loss, step),
+            on_eval=lambda step, val, w=val_w: w.add_scalar("epoch_loss", val, step))
+        train_w.close()
+        val_w.close()
+    runs = {c.run: c for c in read_runs(tmp_path)}
+    assert set(runs) == {"healthy/logs", "lr_nan/logs"}
+    healthy = runs["healthy/logs"]
+    assert healthy.meta["columns"] == {"train_loss": "train/epoch_loss", "val_loss": "validation/epoch_loss"}
+    assert healthy.meta["part_dirs"] == ["train", "validation"]
+    np.testing.assert_array_equal(healthy.val.steps, records["healthy"]["val_steps"])
+    code, out, _ = cli("diagnose", tmp_path, "--json")
+    assert {r["metadata"]["run"]: r["verdict"] for r in json.loads(out)} == {"healthy/logs": "converging",
+                                                                           "lr_nan/logs": "non_finite"}
+    (alone,) = read_runs(tmp_path / "healthy" / "logs")
+    assert alone.run == "logs" and alone.meta["columns"]["val_loss"] == "validation/epoch_loss"

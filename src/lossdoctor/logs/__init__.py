@@ -43,8 +43,7 @@ from .files import check_text, file_kind, os_problem, parse_json
 from .huggingface import is_trainer_state, load_json, read_trainer_state
 from .mlflow import is_run_dir, read_mlflow_run, read_store, run_dirs
 from .table import header_fields, read_csv, read_json_records, read_jsonl
-from .tensorboard import (EVENT_FILE_MARK, add_scalars_member, curves_from_scalars, is_event_file, read_scalars,
-                          read_tensorboard)
+from .tensorboard import EVENT_FILE_MARK, curves_from_scalars, group_runs, is_event_file, read_scalars, read_tensorboard
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
 EXPECTED = ("a CSV/TSV/JSONL log, a trainer_state.json, a TensorBoard event file or run directory, "
@@ -256,16 +255,8 @@ def _tensorboard_runs(root: Path, dirs: list[Path], step, train, val, runs: list
             scalars[d] = read_scalars(d)
         except LogFormatError as exc:
             failures.append(ReadFailure(os.fspath(d), exc))
-    members: dict[Path, dict] = {}
-    for d, sc in scalars.items():
-        if d.parent in scalars and add_scalars_member(d.parent, d, sc):
-            members.setdefault(d.parent, {})[d.name] = sc
-    member_dirs = {parent / name for parent, group in members.items() for name in group}
-    for d, sc in scalars.items():
-        if d in member_dirs:
-            continue
-        _attempt(runs, failures, d, lambda d=d, sc=sc: curves_from_scalars(d, _name(root, d), sc, members.get(d),
-                                                                         step, train, val))
+    for d, joined in group_runs(root, scalars).items():
+        _attempt(runs, failures, d, lambda d=d, sc=joined: curves_from_scalars(d, _name(root, d), sc, step, train, val))
 
 
 def _table_runs(root: Path, tables: list[Path], step, train, val, live, runs: list, failures: list) -> list[Path]:

@@ -199,7 +199,21 @@ def read_mlflow_run(path: str | os.PathLike, step: str | None = None, train: str
     """One run directory: through MLflow's client when it is installed, else as plain text."""
     path = Path(path)
     if client_class() is not None:
-        return read_run_dir_with_client(path, step, train, val, run)
+        try:
+            return read_run_dir_with_client(path, step, train, val, run)
+        except LogFormatError as exc:
+            if not exc.problem.startswith("MLflow could not read it"):
+                raise
+            # MLflow's file store finds a run only with its params/ and artifacts/ folders, which a copy
+            # kept in git (empty folders are not) lacks: the metrics are plain text, read them as such.
+            curves = _read_plain_run(path, step, train, val, run)
+            curves.meta.setdefault("notes", []).append(
+                f"read as plain text: MLflow's client refused the run ({exc.problem.split(' (', 1)[-1].rstrip(')')})")
+            return curves
+    return _read_plain_run(path, step, train, val, run)
+
+
+def _read_plain_run(path: Path, step, train, val, run) -> Curves:
     metrics = path / "metrics"
     cols = {}
     try:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import LogFormatError
 from ..evidence import Curves
-from .columns import build_curves
+from .columns import TEST_MARKS, TRAIN_MARKS, VAL_MARKS, build_curves, norm
 from .files import is_regular_file, os_problem
 
 EVENT_FILE_MARK = "tfevents"
@@ -85,6 +85,7 @@ class Scalars:
     notes: list[str] = field(default_factory=list)
     damaged: list[dict] = field(default_factory=list)
     files: int = 0
+    parts: list[str] = field(default_factory=list)  # sub-directories joined into this run
 
 
 def _read_file(path: Path, out: Scalars) -> None:
@@ -166,40 +167,70 @@ def add_scalars_member(parent: Path, child: Path, scalars: Scalars) -> bool:
     return child.name.startswith(prefix) and len(child.name) > len(prefix)
 
 
-def curves_from_scalars(path: Path, run: str, scalars: Scalars, members: dict[str, Scalars] | None = None,
-                        step: str | None = None, train: str | None = None, val: str | None = None) -> Curves:
-    """One run's Curves: its own scalars plus the add_scalars sub-directories' series (named after them)."""
-    cols = dict(scalars.cols)
-    notes, damaged = list(scalars.notes), list(scalars.damaged)
-    for name, member in (members or {}).items():
-        (series,) = member.cols.values()
-        cols[name] = series
-        notes += member.notes
-        damaged += member.damaged
-    if not cols:
+def is_split_dir(folder: Path) -> bool:
+    """A directory named for a data split (``train``, ``validation``, ``eval``...), as Keras' TensorBoard
+    callback writes them (``logs/train``, ``logs/validation``, the same tags in each)."""
+    return norm(folder.name) in TRAIN_MARKS | VAL_MARKS | TEST_MARKS
+
+
+def group_runs(root: Path, scalars: dict[Path, Scalars]) -> dict[Path, Scalars]:
+    """The runs among event directories: one per directory, except the directories that are parts of
+    a run, whose series join the parent's run: an add_scalars sub-directory's one tag under the
+    sub-directory's name (``Loss_train``), a split directory's tags as ``<split>/<tag>``
+    (``validation/epoch_loss``)."""
+    runs: dict[Path, Scalars] = {}
+    parts: dict[Path, list[tuple[Path, Scalars]]] = {}
+    for folder, sc in scalars.items():
+        parent = folder.parent
+        if folder != root and ((parent in scalars and add_scalars_member(parent, folder, sc)) or is_split_dir(folder)):
+            parts.setdefault(parent, []).append((folder, sc))
+        else:
+            runs[folder] = sc
+    for parent, members in parts.items():
+        joined = Scalars()
+        own = runs.get(parent)
+        if own is not None:
+            joined.cols.update(own.cols)
+            joined.notes += own.notes
+            joined.damaged += own.damaged
+        for folder, sc in members:
+            if is_split_dir(folder):
+                joined.cols.update({f"{folder.name}/{tag}": series for tag, series in sc.cols.items()})
+            else:
+                (series,) = sc.cols.values()
+                joined.cols[folder.name] = series
+            joined.notes += sc.notes
+            joined.damaged += sc.damaged
+            joined.parts.append(folder.name)
+        runs[parent] = joined
+    return dict(sorted(runs.items(), key=lambda kv: str(kv[0])))
+
+
+def curves_from_scalars(path: Path, run: str, scalars: Scalars, step: str | None = None, train: str | None = None,
+                        val: str | None = None) -> Curves:
+    """One run's Curves from its scalars (its parts' series already joined by :func:`group_runs`)."""
+    if not scalars.cols:
         raise LogFormatError(path, "no scalar summaries in the TensorBoard data",
                              expected="scalars such as a training loss (SummaryWriter.add_scalar)")
-    meta: dict = {"tags": sorted(cols), "notes": notes}
-    if members:
-        meta["add_scalars_dirs"] = sorted(members)
-    if damaged:
-        meta["damaged"] = damaged
+    meta: dict = {"tags": sorted(scalars.cols), "notes": list(scalars.notes)}
+    if scalars.parts:
+        meta["part_dirs"] = sorted(scalars.parts)
+    if scalars.damaged:
+        meta["damaged"] = list(scalars.damaged)
     if step is not None:
         meta["step_ignored"] = step
-    return build_curves(path, run, "tensorboard", cols, train=train, val=val, meta=meta)
+    return build_curves(path, run, "tensorboard", dict(scalars.cols), train=train, val=val, meta=meta)
 
 
 def read_tensorboard(path: str | os.PathLike, step: str | None = None, train: str | None = None,
                      val: str | None = None, run: str | None = None) -> Curves:
     """One run: an event file, or a directory whose own event files are read together (with its
-    add_scalars sub-directories, when it has them)."""
+    add_scalars and train/validation sub-directories, when it has them)."""
     path = Path(path)
-    scalars = read_scalars(path)
-    members = {}
-    if path.is_dir():
-        for child in sorted(p for p in path.iterdir() if p.is_dir() and event_files(p)):
-            sub = read_scalars(child)
-            if add_scalars_member(path, child, sub):
-                members[child.name] = sub
-    name = run or (path.parent.name if path.is_file() else path.name)
-    return curves_from_scalars(path, name, scalars, members, step, train, val)
+    if path.is_file():
+        return curves_from_scalars(path, run or path.parent.name, read_scalars(path), step, train, val)
+    scalars = {path: read_scalars(path)}
+    for child in sorted(p for p in path.iterdir() if p.is_dir() and event_files(p)):
+        scalars[child] = read_scalars(child)
+    joined = group_runs(path, scalars)[path]
+    return curves_from_scalars(path, run or path.name, joined, step, train, val)
