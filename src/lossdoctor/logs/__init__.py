@@ -143,7 +143,7 @@ def read_file(p: Path, step: str | None = None, train: str | None = None, val: s
 
 
 def _read_csv_kind(p: Path, step, train, val, run, live) -> list[Curves]:
-    names, _ = header_fields(p, check_text(p))
+    names, _, _ = header_fields(p, check_text(p))
     if is_tb_csv_header(names):
         named = tb_download_name(p)
         return [tb_downloads_to_curves([p], run or (named[0] if named else p.stem), p, step, train, val)]

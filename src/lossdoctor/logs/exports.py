@@ -62,14 +62,15 @@ def read_tb_download(path: Path, obj=None) -> tuple[np.ndarray, np.ndarray]:
             raise LogFormatError(path, f"entry {bad + 1} is {obj[bad]!r}", expected="[wall_time, step, value] numbers")
         keep = ok_s & ok_v & np.isfinite(steps)
         return steps[keep], values[keep]
-    names, df, _ = load_csv(path)
+    table = load_csv(path)
+    names, df = table.names, table.df
     if not is_tb_csv_header(names):
         raise LogFormatError(path, "not a TensorBoard CSV download", line=1, expected="the header Wall time,Step,Value")
     cols = {}
     for i, what in ((1, "Step"), (2, "Value")):
         values, present, bad = numeric(df[i])
         if bad is not None:
-            raise LogFormatError(path, f"{what} holds {df[i].iloc[bad]!r}, not a number", line=bad + 2,
+            raise LogFormatError(path, f"{what} holds {df[i].iloc[bad]!r}, not a number", line=table.line_of(bad),
                                  expected="a number")
         cols[what] = (values, present)
     (steps, s_ok), (values, v_ok) = cols["Step"], cols["Value"]
@@ -100,12 +101,13 @@ def is_wandb_export(names: list[str]) -> bool:
 
 def read_wandb_export(path: Path, step=None, train=None, val=None) -> list[Curves]:
     """One Curves per run of a W&B panel export."""
-    names, df, notes = load_csv(path)
+    table = load_csv(path)
+    names, df, notes = table.names, table.df, table.notes
     step_col = next(n for n in names if WANDB_SEPARATOR not in n and norm(n) not in NOT_METRICS)
     steps, step_present, bad = numeric(df[names.index(step_col)])
     if bad is not None:
         raise LogFormatError(path, f"column {step_col!r} holds {df[names.index(step_col)].iloc[bad]!r}, not a number",
-                             line=bad + 2, expected="a number")
+                             line=table.line_of(bad), expected="a number")
     step_present &= np.isfinite(steps)
     by_run: dict[str, dict[str, int]] = defaultdict(dict)
     for i, name in enumerate(names):
@@ -122,7 +124,7 @@ def read_wandb_export(path: Path, step=None, train=None, val=None) -> list[Curve
             if bad is not None:
                 if metric in roles.columns.values():
                     raise LogFormatError(path, f"column {names[i]!r} holds {df[i].iloc[bad]!r}, not a number",
-                                         line=bad + 2, expected="a number, nan or an empty cell")
+                                         line=table.line_of(bad), expected="a number, nan or an empty cell")
                 continue
             ok = present & step_present
             cols[metric] = (steps[ok], values[ok])

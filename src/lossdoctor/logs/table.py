@@ -20,6 +20,7 @@ import os
 import re
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,16 +52,26 @@ def sniff_separator(first_line: str) -> str:
     return ","
 
 
-def header_fields(path: Path, head: str) -> tuple[list[str], str]:
-    """The column names of a CSV/TSV file and its separator (the names cleaned of a BOM and spaces)."""
-    first = first_line(path, head.lstrip("\ufeff")) if head.lstrip("\ufeff").strip() else ""
-    first = first.lstrip("\ufeff")
+SEPARATORS = (",", ";", "\t")
+
+
+def header_fields(path: Path, head: str) -> tuple[list[str], str, int]:
+    """The column names of a CSV/TSV file (cleaned of a BOM and spaces), its separator, and how many
+    lines above the header are a title (``model_history_log`` alone on the first line): 0 or 1."""
+    text = head.lstrip("\ufeff")
+    first = first_line(path, text) if text.strip() else ""
+    skip = 0
+    lines = text.splitlines()
+    if first.strip() and not any(c in first for c in SEPARATORS) and len(lines) > 1:
+        below = next(csv.reader([lines[1]], delimiter=sniff_separator(lines[1])), [])
+        if len(below) > 1 and not all(_is_number(f) for f in below):
+            first, skip = lines[1], 1  # a title alone on the first line; the header is the next one
     sep = sniff_separator(first)
     names = next(csv.reader([first], delimiter=sep), [])
     names = [n.strip() for n in names]
     if not any(names):
         raise LogFormatError(path, "the first line is empty", line=1, expected=CSV_EXPECTED)
-    return names, sep
+    return names, sep, skip
 
 
 def _is_number(text: str) -> bool:
@@ -71,18 +82,34 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def load_csv(path: Path, live: bool = False) -> tuple[list[str], pd.DataFrame, list[str]]:
-    """The header names, the rows (columns numbered 0..n-1, every cell as pandas read it) and notes.
+@dataclass
+class CsvTable:
+    """A CSV file as read: its header names, its rows (columns numbered 0..n-1, every cell as pandas
+    read it), notes, and the line number of its first data row (for errors)."""
 
-    Errors name the line: a row with more fields than the header, no header, no rows. A last line cut
-    short (no newline at the end and fewer fields than the header) is left out.
+    names: list[str]
+    df: pd.DataFrame
+    notes: list[str]
+    first_row_line: int = 2
+
+    def line_of(self, row: int) -> int:
+        return self.first_row_line + row  # blank lines between rows are rare enough not to count
+
+
+def load_csv(path: Path, live: bool = False) -> CsvTable:
+    """Read a CSV/TSV file. Errors name the line: a row with more fields than the header, no header,
+    no rows. A last line cut short (no newline at the end and fewer fields than the header) is left
+    out; a title alone above the header is skipped; both said in the notes.
     """
     head = check_text(path)
-    names, sep = header_fields(path, head)
+    names, sep, skip = header_fields(path, head)
     if all(_is_number(c) for c in names if c):
         raise LogFormatError(path, "the first line is not a header", line=1,
                              expected="a header naming the columns, e.g. step,train_loss,val_loss")
     notes: list[str] = []
+    if skip:
+        title = head.lstrip("\ufeff").splitlines()[0].strip()
+        notes.append(f"the first line ({title[:60]!r}) is a title above the header: skipped")
     source: Path | io.BytesIO = path  # pandas reads a path faster than a buffer: a buffer only to cut a line
     cut = _cut_last_line(path, len(names), sep, live)
     if cut is not None:
@@ -94,17 +121,18 @@ def load_csv(path: Path, live: bool = False) -> tuple[list[str], pd.DataFrame, l
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
             df = pd.read_csv(source, sep=sep, header=0, names=list(range(len(names))), index_col=False,
-                             na_values=[""], keep_default_na=False, skip_blank_lines=True, encoding=encoding)
+                             na_values=[""], keep_default_na=False, skip_blank_lines=True, encoding=encoding,
+                             skiprows=skip)
     except pd.errors.EmptyDataError:
         raise LogFormatError(path, "the file is empty", line=1, expected=CSV_EXPECTED) from None
     except pd.errors.ParserWarning:
-        raise LogFormatError(path, "a row has more fields than the header", line=2,
+        raise LogFormatError(path, "a row has more fields than the header", line=2 + skip,
                              expected=f"{len(names)} fields per row, like the header") from None
     except pd.errors.ParserError as exc:
         text = str(exc)
         if "EOF inside string" in text:  # "starting at row N", rows counted from the header's 0
             m = re.search(r"row (\d+)", text)
-            raise LogFormatError(path, "a quote that is never closed", line=int(m.group(1)) + 1 if m else None,
+            raise LogFormatError(path, "a quote that is never closed", line=int(m.group(1)) + 1 + skip if m else None,
                                  expected="quoted cells closed on the same row") from None
         m = re.search(r"line (\d+)", text)
         raise LogFormatError(path, "a row has more fields than the header" if "fields" in text else
@@ -120,8 +148,8 @@ def load_csv(path: Path, live: bool = False) -> tuple[list[str], pd.DataFrame, l
             where = data[: whole.start].count(b"\n") + 1
         raise LogFormatError(path, f"not UTF-8 text ({exc.reason})", line=where, expected="a text log") from None
     if len(df) == 0:
-        raise LogFormatError(path, "a header but no data rows", line=2, expected="one row per logged step")
-    return names, df, notes
+        raise LogFormatError(path, "a header but no data rows", line=2 + skip, expected="one row per logged step")
+    return CsvTable(names, df, notes, first_row_line=2 + skip)
 
 
 # How much of a file's end is read to see whether its last line is complete.
@@ -197,7 +225,8 @@ def _csv_duplicates(path: Path, names: list[str]) -> set[str]:
 def read_csv(path: str | os.PathLike, step: str | None = None, train: str | None = None,
              val: str | None = None, run: str | None = None, *, live: bool = False) -> Curves:
     path = Path(path)
-    names, df, notes = load_csv(path, live)
+    table = load_csv(path, live)
+    names, df, notes = table.names, table.df, table.notes
     dupes = _csv_duplicates(path, names)
     roles = assign_roles(path, [n for n in names if n not in dupes], step, train, val)
     position = {}
@@ -213,7 +242,7 @@ def read_csv(path: str | os.PathLike, step: str | None = None, train: str | None
         if bad_row is not None:
             if name in wanted:
                 raise LogFormatError(path, f"column {name!r} holds {df[position[name]].iloc[bad_row]!r}, not a number",
-                                     line=_csv_line(df, bad_row), expected="a number, nan, inf or an empty cell")
+                                     line=table.line_of(bad_row), expected="a number, nan, inf or an empty cell")
             continue  # a text column (a run name, a date): not a metric
         converted[name] = (values, present)
     if roles.step is not None:
@@ -238,10 +267,6 @@ def read_csv(path: str | os.PathLike, step: str | None = None, train: str | None
         cols[name] = (steps, values) if ok.all() else (steps[ok], values[ok])
     return build_curves(path, run or run_name(path), label_csv(path, names), cols, roles=roles, meta=meta,
                         train=train, val=val, extra_total=n_extra)
-
-
-def _csv_line(df: pd.DataFrame, row: int) -> int:
-    return row + 2  # the header is line 1; blank lines are rare enough not to count
 
 
 def run_name(path: Path) -> str:
