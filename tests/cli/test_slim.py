@@ -51,7 +51,8 @@ def logs(tmp_path_factory):
     root = tmp_path_factory.mktemp("slim")
     (root / "log.csv").write_text("step,loss,val_loss\n" + "".join(
         f"{i},{v},{v + 0.1 if i % 10 == 9 else ''}\n" for i, v in enumerate(_falling())))
-    (root / "log.jsonl").write_text("".join(json.dumps({"step": i, "train/ce": v}) + "\n" for i, v in enumerate(_falling())))
+    (root / "log.jsonl").write_text("".join(json.dumps({"step": i, "train/ce": v}) + "\n"
+                                            for i, v in enumerate(_falling())))
     state = root / "hf" / "trainer_state.json"
     state.parent.mkdir()
     state.write_text(json.dumps({"log_history": [{"step": i + 1, "loss": v} for i, v in enumerate(_falling())]}))

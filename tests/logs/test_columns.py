@@ -83,8 +83,8 @@ def test_the_total_loss_is_chosen_over_its_components_and_the_reason_is_given(tm
 def test_statistics_about_a_loss_are_not_the_loss(tmp_path, shuffled):
     s = _series(shuffled)
     header = ("step", "loss_scale", "best_val_loss", "loss", "val_loss")
-    path = _write(tmp_path / "amp.csv", header, {"step": s["step"], "loss_scale": s["scale"],
-                                                 "best_val_loss": s["component"], "loss": s["train"], "val_loss": s["val"]})
+    path = _write(tmp_path / "amp.csv", header, {"step": s["step"], "loss_scale": s["scale"], "loss": s["train"],
+                                                 "best_val_loss": s["component"], "val_loss": s["val"]})
     (curves,) = read_runs(path)
     assert curves.meta["columns"] == {"train_loss": "loss", "val_loss": "val_loss"}
     only_scale = _write(tmp_path / "scale.csv", ("step", "loss_scale"), {"step": s["step"], "loss_scale": s["scale"]})

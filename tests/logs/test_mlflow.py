@@ -142,7 +142,8 @@ def test_a_run_directory_and_a_metric_file_each_read_one_run(store, reader_for):
     kind, root, _, _ = store
     if kind == "sqlite":
         pytest.skip("a SQLite store has no run directories")
-    run_dir = next(p for p in root.rglob("metrics") if (p.parent / "tags" / "mlflow.runName").read_text() == "healthy").parent
+    run_dir = next(p for p in root.rglob("metrics")
+                   if (p.parent / "tags" / "mlflow.runName").read_text() == "healthy").parent
     assert [c.run for c in reader_for(kind, run_dir)] == ["healthy"]
     assert [c.run for c in reader_for(kind, run_dir / "metrics" / "val_loss")] == ["healthy"]
     assert [c.run for c in reader_for(kind, run_dir / "metrics" / "train" / "loss")] == ["healthy"]

@@ -31,7 +31,6 @@ which carries the failures).
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,8 +38,8 @@ from ..errors import LogFormatError, NoRunReadable
 from ..evidence import Curves
 from .exports import (is_tb_csv_header, is_tb_json, is_wandb_export, read_wandb_export, tb_download_name,
                       tb_downloads_to_curves)
-from .files import check_text, file_kind, os_problem, parse_json
-from .huggingface import is_trainer_state, load_json, read_trainer_state
+from .files import check_text, file_kind, os_problem, parse_json, require_file
+from .huggingface import CHECKPOINT, is_trainer_state, load_json, read_trainer_state
 from .mlflow import is_run_dir, read_mlflow_run, read_store, run_dirs
 from .table import header_fields, read_csv, read_json_records, read_jsonl
 from .tensorboard import EVENT_FILE_MARK, curves_from_scalars, group_runs, is_event_file, read_scalars, read_tensorboard
@@ -117,7 +116,8 @@ def read_log(path: str | os.PathLike, step: str | None = None, train: str | None
 def read_file(p: Path, step: str | None = None, train: str | None = None, val: str | None = None,
               run: str | None = None, live: bool = False) -> list[Curves]:
     """The runs of one log file (most formats hold one; a W&B export may hold several)."""
-    if EVENT_FILE_MARK in p.name and is_event_file(p):
+    require_file(p, EXPECTED)  # before any open: a FIFO would block it
+    if is_event_file(p):
         return [read_tensorboard(p, step, train, val, run)]
     for parent in p.parents:  # an MLflow metric file, possibly nested (metrics/train/loss)
         if parent.name == "metrics" and is_run_dir(parent.parent):
@@ -163,12 +163,9 @@ def _read_json(p: Path, step, train, val, run) -> Curves:
     return read_json_records(p, obj, step, train, val, run)
 
 
-_CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
-
-
 def _hf_run_name(p: Path) -> str:
     parent = p.parent
-    if _CHECKPOINT.search(parent.name) and parent.parent.name:
+    if CHECKPOINT.fullmatch(parent.name) and parent.parent.name:
         return parent.parent.name
     return parent.name or p.stem
 
@@ -232,7 +229,7 @@ def _latest_states(states: list[Path]) -> list[Path]:
     """One trainer_state.json per output directory: the top-level one, else the latest checkpoint's."""
     by_run: dict[Path, tuple[int, Path]] = {}
     for f in states:
-        m = _CHECKPOINT.search(f.parent.name)
+        m = CHECKPOINT.fullmatch(f.parent.name)
         owner, rank = (f.parent.parent, int(m.group(1))) if m else (f.parent, 1 << 62)
         if owner not in by_run or rank > by_run[owner][0]:
             by_run[owner] = (rank, f)
