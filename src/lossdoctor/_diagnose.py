@@ -113,9 +113,10 @@ def follow(path: str | os.PathLike, *, interval: float = DEFAULT_FOLLOW_INTERVAL
     """Re-read a growing log every ``interval`` seconds and print (through ``out``) one line whenever a
     run's verdict or top finding changes. Returns 1 at the first certain problem (NaN/Inf at once; a
     divergence or a plateau at chance level once two reads in a row show it), so that a job script can
-    stop the run; 0 once ``stop()`` says so (the
-    command line follows until Ctrl-C). A last line still being written is not an error; a log that
-    cannot be read yet (missing, empty, no loss column yet) is said once and waited for.
+    stop the run; 0 once ``stop()`` says so (the command line follows until Ctrl-C). A last line still
+    being written is not an error; a log that cannot be read yet (missing, empty, no loss column yet) is
+    said once and waited for, and a read that fails after a good one (a file caught while rewritten
+    whole) leaves the last verdict standing.
     """
     shown: dict[str, tuple] = {}
     suspected: dict[str, str] = {}  # run -> the problem seen at the previous read, awaiting confirmation
@@ -125,7 +126,9 @@ def follow(path: str | os.PathLike, *, interval: float = DEFAULT_FOLLOW_INTERVAL
             reports, _ = diagnose_path(path, step=step, train=train, val=val, live=True)
         except LogFormatError as exc:
             reports = []
-            if str(exc) != waiting:
+            # before the first good read, say what is awaited; after it, a failed read is a file caught
+            # mid-rewrite (trainer_state.json is rewritten whole at each save): the last verdict stands
+            if not shown and str(exc) != waiting:
                 out(f"waiting: {printable(exc)}")
                 waiting = str(exc)
         for report in reports:
@@ -144,8 +147,6 @@ def follow(path: str | os.PathLike, *, interval: float = DEFAULT_FOLLOW_INTERVAL
                 suspected[key] = problem
             else:
                 suspected.pop(key, None)
-        if reports:
-            waiting = None
         if stop is not None and stop():
             return 0
         (sleep or time.sleep)(interval)
