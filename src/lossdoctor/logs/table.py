@@ -189,16 +189,16 @@ def label_csv(path: Path, columns: list[str]) -> str:
 
 def numeric(col: pd.Series) -> tuple[np.ndarray, np.ndarray, int | None]:
     """Values as float64, the mask of cells present, and the row index of the first non-number (or None).
-    Both arrays are the caller's to modify (pandas may hand out read-only views)."""
-    writable = lambda a: np.require(a, requirements="W")  # noqa: E731 - copies only a read-only view
-    present = writable(col.notna().to_numpy(dtype=bool))
+    The mask is the caller's to modify; the values may be a read-only view of pandas' column."""
     if pd.api.types.is_bool_dtype(col.dtype):
+        present = col.notna().to_numpy(dtype=bool, copy=True)
         return np.full(len(col), np.nan), present, int(np.argmax(present)) if present.any() else None
     if pd.api.types.is_numeric_dtype(col.dtype):
-        values = writable(col.to_numpy(dtype=np.float64, na_value=np.nan))
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
         return values, ~np.isnan(values), None
+    present = col.notna().to_numpy(dtype=bool, copy=True)
     text = col.astype("string").str.strip()
-    values = writable(pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
     missing = np.isnan(values) & present
     if missing.any():
         idx = np.flatnonzero(missing)
