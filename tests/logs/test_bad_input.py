@@ -6,6 +6,8 @@ import pytest
 from lossdoctor.errors import LogFormatError
 from lossdoctor.logs import read_runs
 
+pytestmark = pytest.mark.slim
+
 GOOD_ROWS = "".join(f"{i},{2.3 / (i + 1)}\n" for i in range(20))
 
 
@@ -68,7 +70,10 @@ def test_override_naming_a_missing_column_lists_the_columns(tmp_path, cli):
     assert code == 2 and "'validation_loss'" in err and "step, loss, val_loss" in err
 
 
-def test_mlflow_metric_file_with_a_bad_line(tmp_path, cli):
+def test_mlflow_metric_file_with_a_bad_line(tmp_path, cli, monkeypatch):
+    from lossdoctor.logs import mlflow as mlflow_reader
+
+    monkeypatch.setattr(mlflow_reader, "client_class", lambda: None)  # the plain-text reader, as without mlflow
     metrics = tmp_path / "mlruns" / "0" / "abc" / "metrics"
     metrics.mkdir(parents=True)
     (metrics / "loss").write_text("1700000000000 2.3 0\n1700000000001 two 1\n")
