@@ -91,14 +91,14 @@ def certain_problem(report: Report) -> str | None:
     stopped falling at chance level (a plateau at chance, not a run still falling from its start)."""
     if report.verdict in CERTAIN_PROBLEMS:
         return report.verdict
-    evidence = report.metadata.get("evidence") or {}
+    evidence = report.metadata.get("curve_evidence") or {}
     if report.verdict == "stalled" and evidence.get("ended_at_chance"):
         return "stalled at chance level"
     return None
 
 
 def _state_line(report: Report) -> str:
-    evidence = report.metadata.get("evidence") or {}
+    evidence = report.metadata.get("curve_evidence") or {}
     last = evidence.get("last_step")
     where = f"step {last:g}: " if isinstance(last, (int, float)) else ""
     line = f"{printable(report.metadata.get('run', report.source))}: {where}{report.verdict}"
