@@ -195,6 +195,12 @@ def _probe_members() -> dict[str, ProbeEvidence]:
         "probe: 40% flipped labels": _probes(
             {**sgd, "optimizer": "Adam"}, baseline={"run": {**_run(2.3, 1.2), "val_loss": 1.0}},
             subset={"rows": 64, "run": _run(2.3, 0.05)}),
+        "probe: deep sigmoid at init": _probes(sgd, gradients_at_init={
+            "depth_ratio": 3e-6, "first_layer": "0", "last_layer": "16"}),
+        "probe: float16 scaler collapsing": _probes(
+            {**sgd, "autocast": "float16", "grad_scaler": True},
+            baseline={"run": {**_run(2.3, 2.3), "skipped_share": 0.95, "scale_start": 65536.0, "scale_end": 1e-4}},
+            ablation__full_precision=_ablation("float32", 2.3, 0.2)),
         "probe: shuffled labels": _probes(
             {**sgd, "optimizer": "Adam"}, baseline={"run": {**_run(2.3, 1.5), "val_loss": 2.4}},
             subset={"rows": 64, "run": _run(2.3, 0.05)}),
