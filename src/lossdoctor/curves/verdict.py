@@ -106,6 +106,9 @@ OVERFIT_MIN_RISES = 1
 # every time, or passing the "stays up" test): a log that ends two evaluations into a swing that a
 # rate on the high side produces (0.100 -> 0.130 -> 0.162, then back to 0.102) has not shown a trend.
 OVERFIT_CONFIRM_POINTS = 3
+# With at least 5 evaluations after the minimum, their own scatter (MAD) measures the noise the rise
+# must clear; fewer cannot pin a spread down, and the whole curve's second differences are used.
+LOCAL_NOISE_MIN_POINTS = 5
 
 # Underfitting: the loss dropped less than 20 % from its start and is not falling any more. The seed's
 # example of regularisation blinding the model: "the training loss just dropped 0.2 from initial loss".
@@ -573,6 +576,10 @@ def _overfitting(tr: _Shape, va: _Shape, ev: dict[str, Any]) -> Event | None:
     # level, with the noise of both (a median of m has 1.25 / sqrt(m) of one level's noise)
     measurable = levels.size >= NOISE_MIN_POINTS
     risen = after[crossed[0]:] if crossed.size else after[-1:]
+    if not dense and after.size >= LOCAL_NOISE_MIN_POINTS:
+        # the noise where the comparison is made: the scatter of the evaluations after the minimum (a
+        # loss's noise shrinks with its level, so the steep early evaluations overstate it there)
+        sigma = end_sigma = min(sigma, float(1.4826 * np.median(np.abs(after - np.median(after)))))
     risen_sigma = math.hypot(sigma, (end_sigma if dense else sigma) * 1.2533 / math.sqrt(risen.size))
     beyond_noise = measurable and float(np.median(risen)) - best > NOISE_SIGMAS * risen_sigma
     needed = OVERFIT_MIN_RISES if va.short else OVERFIT_CONFIRM_POINTS

@@ -44,10 +44,16 @@ def read_trainer_state(path: str | os.PathLike, step: str | None = None, train: 
     except AttributeError:
         raise LogFormatError(path, "log_history holds something other than entries",
                              expected="\"log_history\": [{\"step\": ..., \"loss\": ...}, ...]") from None
-    if not entries:
-        raise LogFormatError(path, "log_history holds no logged steps",
-                             expected="entries with \"loss\" or \"eval_loss\" (is logging_steps larger than the run?)")
     meta = {k: obj[k] for k in STATE_KEYS if k in obj and isinstance(obj[k], (int, float, str))}
+    if not entries:
+        # a well-formed state of a run that logged nothing (logging_steps larger than the run, or a save
+        # before the first log): a log with no points, judged "insufficient_data", not a broken file
+        steps, every = meta.get("global_step"), meta.get("logging_steps")
+        why = (f" ({steps} steps with logging_steps={every}: nothing was logged)"
+               if isinstance(steps, (int, float)) and isinstance(every, (int, float)) and steps < every else "")
+        return Curves(run=run or (path.parent.name if path.parent.name else path.stem), source=str(path),
+                      meta={"format": "huggingface", **meta,
+                            "notes": [f"log_history is empty{why}: log more often (logging_steps) to judge the run"]})
     # (the integration passes a live TrainerState's history under a name that is no file: no config beside it)
     classes = num_classes_from_config(path) if is_regular_file(path) else None
     if classes is not None:

@@ -426,6 +426,24 @@ def read_jsonl(path: str | os.PathLike, step: str | None = None, train: str | No
     return records_to_curves(path, records, lines, "jsonl", step, train, val, run, meta={"notes": notes})
 
 
+# How deep a columnar history may nest its lists ({"metrics": {"train": {"loss": [...]}}}): deeper than
+# that it is a document, not a log.
+MAX_COLUMN_NESTING = 3
+
+
+def _columns_of(obj: dict, prefix: str = "", depth: int = 0) -> dict[str, list]:
+    """The list-valued entries of a dict of lists, nested dicts flattened to ``a/b`` names; {} when the
+    document holds no list of at least two values, or only lists of records (then it is no history)."""
+    out: dict[str, list] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, list) and len(value) >= 2 and not any(isinstance(x, (dict, list)) for x in value):
+            out[name] = value
+        elif isinstance(value, dict) and depth < MAX_COLUMN_NESTING:
+            out.update(_columns_of(value, name + "/", depth + 1))
+    return out
+
+
 def read_json_records(path: Path, obj: Any, step: str | None, train: str | None, val: str | None,
                       run: str | None = None) -> Curves:
     """A JSON document that is not a trainer_state: a list of records or a Keras history dict of lists."""
@@ -434,8 +452,13 @@ def read_json_records(path: Path, obj: Any, step: str | None, train: str | None,
             raise LogFormatError(path, "a JSON list that is not a list of records",
                                  expected="a list of objects like {\"step\": 1, \"loss\": 2.3}")
         return records_to_curves(path, [_flatten(r) for r in obj], None, "json", step, train, val, run)
-    if isinstance(obj, dict) and obj and all(isinstance(v, list) for v in obj.values()):
-        n = max(len(v) for v in obj.values())  # Keras History.history: {"loss": [...], "val_loss": [...]}
+    columns = _columns_of(obj) if isinstance(obj, dict) else {}
+    if columns:
+        # Keras History.history {"loss": [...], "val_loss": [...]}, possibly nested one level or more
+        # ({"epochs": [...], "metrics": {"loss": [...]}}) and beside single values (a config, a best
+        # score): every list of values is a column; the rest is not a curve
+        obj = columns
+        n = max(len(v) for v in obj.values())
         records = [{k: v[i] for k, v in obj.items() if i < len(v)} for i in range(n)]
         if step is None and not any(norm(k) in STEP_NAMES + EPOCH_NAMES for k in obj):
             for i, r in enumerate(records):
