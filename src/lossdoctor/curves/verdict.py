@@ -110,6 +110,11 @@ OVERFIT_CONFIRM_POINTS = 3
 # must clear; fewer cannot pin a spread down, and the whole curve's second differences are used.
 LOCAL_NOISE_MIN_POINTS = 5
 
+# A non-negative loss (cross-entropy, MSE, BCE) below 1e-4 fits its targets to four decimals: whatever
+# its curve does there (a flat excerpt of a run's last epochs, noise of +-50 % at 3e-6), it has
+# settled low, the TAXONOMY's "converging".
+SETTLED_LOW = 1e-4
+
 # Underfitting: the loss dropped less than 20 % from its start and is not falling any more. The seed's
 # example of regularisation blinding the model: "the training loss just dropped 0.2 from initial loss".
 UNDERFIT_MAX_DROP = 0.20
@@ -430,6 +435,11 @@ def judge(curves: Curves) -> CurveAnalysis:
             events.append(Event("plateau", plateau, first.end, f"loss stays near {first.end:.4g}"))
             return done("underfitting")
         return done("converging")
+    # a non-negative loss that settled below SETTLED_LOW has nothing left to fall: a plateau there is the
+    # end of a fitted run (a log excerpt of its last epochs), not a stall or a failure to learn
+    if float(first.values.min()) >= 0 and first.end <= SETTLED_LOW:
+        ev.update(settled_low=True, thresholds={"settled_low": SETTLED_LOW})
+        return done("converging")
     # underfitting: the loss barely dropped, validation likewise. A validation loss frozen at one value
     # (the model's outputs on it never change) beside a training loss that barely dropped is the same,
     # however steadily training creeps down.
@@ -728,8 +738,11 @@ def _chance(curves: Curves, shapes: list[_Shape], ev: dict[str, Any]) -> dict[st
         if k is None:
             continue
         level = math.log(k)
-        if abs(first - level) > CHANCE_LEVEL_MARGIN * level or not _near(s.end, level, s) or s.still_falling:
+        if abs(first - level) > CHANCE_LEVEL_MARGIN * level or not _near(s.end, level, s) or s.still_falling \
+                or s.short:
             continue
+        if any(o.end < _chance_line(level, o.end_sigma) for o in shapes if o is not s):
+            continue  # the other loss curve beat chance: the run learned
         vetoes = [f"{name} ends at {acc:.3g}" for name, acc in _paired(accuracy, s.name).items()
                   if acc > (1 + 2 * CHANCE_ACCURACY_MARGIN) / k]
         if vetoes:
