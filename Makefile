@@ -7,8 +7,11 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q -c constraints.txt
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The slim install: `pip install lossdoctor` without extras (no torch), for the log path alone.
+VENV_SLIM ?= .venv-slim
+SLIM_STAMP := $(VENV_SLIM)/.installed
 
-.PHONY: demo test browser bench clean
+.PHONY: demo test test-slim browser bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +31,19 @@ browser:
 test: $(STAMP) browser
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
+$(SLIM_STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV_SLIM)
+	$(VENV_SLIM)/bin/python -m pip install -q -c constraints.txt -e . pytest
+	touch $(SLIM_STAMP)
+
+# The tests marked slim (tests/conftest.py collects only those where torch is missing): lossdoctor
+# diagnose on every log kind, the error paths and the malformed corpus, without torch installed.
+# Not part of `make test`: creating the environment costs about 2 minutes, the tests about 30 s.
+test-slim: $(SLIM_STAMP)
+	$(VENV_SLIM)/bin/python -m pytest -m slim -p no:cacheprovider $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache report.html
+	rm -rf $(VENV) $(VENV_SLIM) .pytest_cache report.html

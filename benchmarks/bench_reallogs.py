@@ -127,13 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     print("\nper format (unambiguous):")
     for fmt in sorted({r["format"] for r in rows}):
         sub = [r for r in clear if r["format"] == fmt]
-        print(f"  {fmt:18s} {pct(sum(correct(results[r['id']], r['label']) for r in sub), len(sub))}")
+        print(f"  {fmt:18s} {pct(sum(correct(results[r['id']], r['truth']) for r in sub), len(sub))}")
 
     print("\nper label (unambiguous):")
     for label in LABELS:
         sub = [r for r in clear if r["truth"] == label]
         if sub:
-            print(f"  {label:18s} {pct(sum(correct(results[r['id']], r['label']) for r in sub), len(sub))}")
+            print(f"  {label:18s} {pct(sum(correct(results[r['id']], r['truth']) for r in sub), len(sub))}")
         elif any(r["truth"] == label for r in rows):
             print(f"  {label:18s} - (only ambiguous logs)")
         else:

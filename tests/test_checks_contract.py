@@ -19,6 +19,7 @@ checkup trains a dozen copies for minutes, so the zoo's ProbeEvidence is built f
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import replace
 
@@ -115,6 +116,30 @@ def _member(model, X, y, loss_fn, opt=None, steps=0, *, data=None, baseline=Fals
     return watched
 
 
+def _amp_member(model, X, y, *, lr, dtype, steps=120):
+    """A watched mixed-precision run: float16 autocast with torch.amp.GradScaler("cpu") (SGD with
+    momentum), or a model kept in bfloat16 (Adam, no scaler); the watch's evidence."""
+    torch.manual_seed(0)
+    scaler = torch.amp.GradScaler("cpu") if dtype is torch.float16 else None
+    opt = (torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9) if scaler is not None
+           else torch.optim.Adam(model.parameters(), lr=lr))
+    with lossdoctor.watch(model, opt, every=10) as doctor:
+        for _ in range(steps):
+            rows = torch.randint(0, len(y), (64,))
+            with torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext():
+                loss = nn.functional.cross_entropy(model(X[rows]), y[rows])
+            opt.zero_grad()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            doctor.step(loss)
+    return doctor.evidence()
+
+
 # -- plain probe results (see the module docstring) ----------------------------------------------
 def _run(start, final, *, steps=300, clip_share=None, first_non_finite_step=None, val_loss=None):
     fit_steps = [0, steps // 4, steps // 2, 3 * steps // 4, steps]
@@ -170,6 +195,12 @@ def _probe_members() -> dict[str, ProbeEvidence]:
         "probe: 40% flipped labels": _probes(
             {**sgd, "optimizer": "Adam"}, baseline={"run": {**_run(2.3, 1.2), "val_loss": 1.0}},
             subset={"rows": 64, "run": _run(2.3, 0.05)}),
+        "probe: deep sigmoid at init": _probes(sgd, gradients_at_init={
+            "depth_ratio": 3e-6, "first_layer": "0", "last_layer": "16"}),
+        "probe: float16 scaler collapsing": _probes(
+            {**sgd, "autocast": "float16", "grad_scaler": True},
+            baseline={"run": {**_run(2.3, 2.3), "skipped_share": 0.95, "scale_start": 65536.0, "scale_end": 1e-4}},
+            ablation__full_precision=_ablation("float32", 2.3, 0.2)),
         "probe: shuffled labels": _probes(
             {**sgd, "optimizer": "Adam"}, baseline={"run": {**_run(2.3, 1.5), "val_loss": 2.4}},
             subset={"rows": 64, "run": _run(2.3, 0.05)}),
@@ -235,6 +266,15 @@ def zoo() -> dict[str, Evidence]:
     model = _mlp(64, 10, hidden=(64, 64))
     members["a spike, then stuck at chance"] = _member(model, Xd, yd, ce, torch.optim.Adam(model.parameters(), 3.0),
                                                        150, batch=64)
+
+    # activations and precision
+    model = _mlp(64, 10, hidden=(64, 64), act=nn.Tanh)
+    members["tanh saturated by a rate too high"] = _member(model, Xd, yd, ce, torch.optim.SGD(
+        model.parameters(), lr=30.0, momentum=0.9), 120, batch=64, every=10)
+    members["float16 grad scaler collapsing"] = _amp_member(_mlp(64, 10, hidden=(64, 64)), Xd, yd, lr=5.0,
+                                                            dtype=torch.float16)
+    members["bfloat16 weights a small rate cannot move"] = _amp_member(
+        _mlp(64, 10, hidden=(64, 64)).to(torch.bfloat16), Xd.to(torch.bfloat16), yd, lr=1e-4, dtype=None)
 
     # architecture faults seen by the inspector
     images = Xd.reshape(-1, 1, 8, 8)

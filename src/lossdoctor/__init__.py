@@ -38,7 +38,14 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
+        try:
+            module = import_module(_EXPORTS[name])
+        except ModuleNotFoundError as exc:  # the log path runs without torch; watch, checkup, check_model need it
+            if exc.name != "torch":
+                raise
+            raise ModuleNotFoundError(f"lossdoctor.{name} needs torch: pip install 'lossdoctor[torch]'",
+                                      name="torch") from None
+        value = getattr(module, name)
         globals()[name] = value
         return value
     if name in _SUBPACKAGES:  # `lossdoctor.model.apply_init(...)` after a plain `import lossdoctor`

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import inspect
 import os
 import random
 import sys
@@ -200,19 +199,13 @@ def _model_and_data_facts(recipe: Recipe, notes: list[str], baseline: bool) -> t
         if X is None:
             notes.append("data checks skipped: the batches hold no single input tensor to profile")
             return None
-        extra = {}
-        if recipe.integer_inputs:
-            # token ids and category codes are not feature values: the data room profiles them only when
-            # it is told what they are (scales, quick baselines and label noise mean nothing on raw ids)
-            if "inputs" not in inspect.signature(profile_data).parameters:
-                notes.append("data checks skipped: the inputs are integer ids (token ids or category codes), which "
-                             "this version of lossdoctor.data.profile_data does not profile")
-                return None
-            extra["inputs"] = "token_ids"
         y = recipe.targets
         if y is not None and y.shape[0] != X.shape[0]:
             y = None  # per-token targets: the inputs are profiled alone
-        return profile_data(X, y, groups=recipe.groups, task=recipe.task, baseline=baseline, **extra)
+        # token ids and category codes are not feature values: scales, quick baselines and label noise
+        # mean nothing on raw ids, and the data room skips them when told what they are
+        return profile_data(X, y, groups=recipe.groups, task=recipe.task, baseline=baseline,
+                            inputs="token_ids" if recipe.integer_inputs else None)
 
     def model_facts():
         from .model import inspect_model

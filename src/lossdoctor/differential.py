@@ -49,6 +49,8 @@ SATURATED = "grad.saturated_activation"
 AMP = "optim.amp_scale_collapse"
 DATA_NAN = "data.non_finite"
 TOO_LARGE = "data.too_large"
+NO_SIGNAL = "data.no_signal"
+LABEL_NOISE = "data.label_noise"
 
 # Confidence a root gains for each symptom it accounts for: one explanation covering several
 # independent observations is more likely than one covering a single one; capped so that
@@ -265,6 +267,10 @@ EXPLANATIONS: tuple[Explanation, ...] = (
     # NaN in the data.
     Explanation(DATA_NAN, GRAD_NAN, "a NaN/Inf in the batch propagates to every output and gradient",
                 _from_the_inputs),
+    # Labels that carry no signal at all: every label-noise measure reads them as noise.
+    Explanation(NO_SIGNAL, LABEL_NOISE, "labels unrelated to the inputs make identical inputs carry different "
+                "labels and out-of-sample predictions disagree with most of them: the labels carry no signal, "
+                "which is more than some noisy labels"),
     # A subset fitted but not the full data: the data, not its size, when its labels are the problem.
     *(Explanation(code, TOO_LARGE, why, _subset_probe) for code, why in (
         ("data.label_noise", "noisy labels can be memorised on a subset but not fitted on the whole set"),

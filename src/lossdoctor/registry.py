@@ -143,7 +143,8 @@ def all_checks() -> tuple[Check, ...]:
         watch.low_precision_rounds_updates_away, watch.batchnorm_may_mask_gradients,
         # the checkup's experiments
         probes.learning_rate_off, probes.regularization_too_strong, probes.clipping_masks_learning_rate,
-        probes.batchnorm_masks_gradients, probes.bad_initialization, probes.initial_loss_far_off,
+        probes.batchnorm_masks_gradients, probes.gradient_across_depth_at_init, probes.bad_initialization,
+        probes.initial_loss_far_off,
         probes.optimizer_limits_progress, probes.mixed_precision_breaks_training, probes.too_much_data_for_the_model,
         probes.nothing_learned_beyond_memorising,
         # what needs several rooms at once

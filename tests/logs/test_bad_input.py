@@ -6,6 +6,8 @@ import pytest
 from lossdoctor.errors import LogFormatError
 from lossdoctor.logs import read_runs
 
+pytestmark = pytest.mark.slim
+
 GOOD_ROWS = "".join(f"{i},{2.3 / (i + 1)}\n" for i in range(20))
 
 
@@ -30,8 +32,6 @@ CASES = {
     "bad JSONL line": ("log.jsonl", b'{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.9\n{"step": 3}\n', 2, "invalid JSON"),
     "JSONL line not an object": ("log2.jsonl", b'{"step": 1, "loss": 2.0}\n[2, 1.9]\n', 2, "not an object"),
     "text loss in JSONL": ("log3.jsonl", b'{"step": 1, "loss": 2.0}\n{"step": 2, "loss": "high"}\n', 2, "'high'"),
-    "trainer_state without log entries": ("trainer_state.json", json.dumps({"log_history": []}).encode(), None,
-                                          "no logged steps"),
     "empty event file": ("events.out.tfevents.1.host", b"", None, "empty"),
 }
 
@@ -53,6 +53,17 @@ def test_bad_file_gives_one_line_error_and_exit_2(tmp_path, cli, case):
     assert info.value.path == str(path) and (line is None or info.value.line == line)
 
 
+def test_a_trainer_state_that_logged_nothing_is_insufficient_data_not_an_error(tmp_path, cli):
+    """A well-formed state of a run shorter than logging_steps: 0 points, a verdict that says so."""
+    path = tmp_path / "run" / "trainer_state.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"log_history": [], "global_step": 3, "logging_steps": 10}))
+    code, out, err = cli("diagnose", path, "--json")
+    report = json.loads(out)
+    assert code == 1 and err == "" and report["verdict"] == "insufficient_data"
+    assert "logging_steps=10" in " ".join(report["metadata"]["notes"])
+
+
 def test_missing_path_and_log_free_directory_are_errors(tmp_path, cli):
     code, _, err = cli("diagnose", tmp_path / "nope.csv")
     assert code == 2 and "no such file" in err
@@ -68,7 +79,10 @@ def test_override_naming_a_missing_column_lists_the_columns(tmp_path, cli):
     assert code == 2 and "'validation_loss'" in err and "step, loss, val_loss" in err
 
 
-def test_mlflow_metric_file_with_a_bad_line(tmp_path, cli):
+def test_mlflow_metric_file_with_a_bad_line(tmp_path, cli, monkeypatch):
+    from lossdoctor.logs import mlflow as mlflow_reader
+
+    monkeypatch.setattr(mlflow_reader, "client_class", lambda: None)  # the plain-text reader, as without mlflow
     metrics = tmp_path / "mlruns" / "0" / "abc" / "metrics"
     metrics.mkdir(parents=True)
     (metrics / "loss").write_text("1700000000000 2.3 0\n1700000000001 two 1\n")

@@ -27,7 +27,8 @@ def hf_runs(tmp_path_factory, digits_data, load_example):
             eval_strategy="steps", eval_steps=24, per_device_eval_batch_size=512, save_strategy="steps",
             save_steps=120, report_to="none", disable_tqdm=True, use_cpu=True, seed=0,
             dataloader_num_workers=0, **kwargs)
-        trainer = Trainer(model=hf.DigitsMLP(hf.DigitsConfig()), args=args, train_dataset=hf.Digits(Xtr, ytr),
+        config = hf.DigitsConfig(num_labels=10)  # saved in each checkpoint's config.json (id2label)
+        trainer = Trainer(model=hf.DigitsMLP(config), args=args, train_dataset=hf.Digits(Xtr, ytr),
                           eval_dataset=hf.Digits(Xva, yva))
         trainer.train()
         trainer.save_state()
@@ -75,3 +76,46 @@ def test_healthy_trainer_run_converges_and_too_high_lr_is_blamed(hf_runs):
     assert bad.verdict in ("diverging", "non_finite")
     assert bad.has("optim.lr_too_high", "warning")
     assert bad.exit_code == 1
+
+
+def test_the_number_of_classes_comes_from_the_models_config(hf_runs, tmp_path):
+    _, out = hf_runs
+    (curves,) = read_runs(out["healthy"] / "trainer_state.json")  # the top-level state: config in the checkpoints
+    assert curves.meta["num_classes"] == 10 and "checkpoint-240" in curves.meta["num_classes_from"]
+    (curves,) = read_runs(out["healthy"] / "checkpoint-120" / "trainer_state.json")
+    assert curves.meta["num_classes"] == 10
+    alone = tmp_path / "alone" / "trainer_state.json"  # the healthy twin: no config, no guess
+    alone.parent.mkdir()
+    alone.write_bytes((out["healthy"] / "trainer_state.json").read_bytes())
+    (curves,) = read_runs(alone)
+    assert "num_classes" not in curves.meta
+
+
+@pytest.mark.parametrize("config", [
+    {"architectures": ["GPT2LMHeadModel"], "id2label": {"0": "A", "1": "B", "2": "C"}},  # a language model
+    {"problem_type": "multi_label_classification", "id2label": {"0": "A", "1": "B", "2": "C"}},
+    {"problem_type": "regression", "num_labels": 1},
+    {"model_type": "bert"},  # no labels saved: the 2-label default, which says nothing
+])
+def test_configs_whose_loss_is_not_over_the_labels_give_no_class_count(hf_runs, tmp_path, config):
+    _, out = hf_runs
+    state = tmp_path / "trainer_state.json"
+    state.write_bytes((out["healthy"] / "trainer_state.json").read_bytes())
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (curves,) = read_runs(state)
+    assert "num_classes" not in curves.meta
+
+
+def test_list_valued_metrics_in_log_history_are_ignored(hf_runs, tmp_path):
+    _, out = hf_runs
+    state = json.loads((out["healthy"] / "trainer_state.json").read_text())
+    for entry in state["log_history"]:
+        if "eval_loss" in entry:
+            entry["eval_thresholds"] = [0.25, 0.5, 0.75]
+            entry["eval_report"] = {"f1": [0.5, 0.6]}
+    path = tmp_path / "trainer_state.json"
+    path.write_text(json.dumps(state))
+    (curves,) = read_runs(path)
+    (plain,) = read_runs(out["healthy"] / "trainer_state.json")
+    np.testing.assert_array_equal(curves.val.values, plain.val.values)
+    assert "eval_thresholds" not in curves.series

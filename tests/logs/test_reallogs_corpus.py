@@ -30,11 +30,7 @@ ROWS = _rows()
 
 # Logs that raise a traceback today: the bug, not the log, is what should change. strict=True so the
 # marker fails (and must be removed) once the reader handles them.
-KNOWN_TRACEBACKS = {
-    # a JSON list of per-epoch Keras History dicts holding one-element lists ({"loss": [0.34], ...}):
-    # build_curves hands Series a 2-D values array -> ValueError "steps and values must be 1-D".
-    "json_keras_fit_loop_records": "2-D values from one-element lists in JSON records",
-}
+KNOWN_TRACEBACKS: dict[str, str] = {}
 
 
 def _param(row):

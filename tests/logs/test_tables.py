@@ -66,12 +66,12 @@ def test_tsv_and_semicolon_files_are_read(tmp_path, runs):
 def test_overrides_pick_unusual_columns(tmp_path, runs, cli):
     rec = runs["shuffled"]
     rows = [(i, s, loss, v) for i, (s, loss, v) in enumerate(_per_step_rows(rec))]
-    path = _write_csv(tmp_path / "odd.csv", ("row", "when", "objective", "holdout"), rows)
+    path = _write_csv(tmp_path / "odd.csv", ("row", "when", "metric_a", "holdout"), rows)
     with pytest.raises(LogFormatError, match="no loss column"):
         read_runs(path)
-    (curves,) = read_runs(path, step="when", train="objective", val="holdout")
+    (curves,) = read_runs(path, step="when", train="metric_a", val="holdout")
     np.testing.assert_array_equal(curves.train.steps, rec["steps"])
-    code, out, _ = cli("diagnose", path, "--json", "--step", "when", "--train", "objective", "--val", "holdout")
+    code, out, _ = cli("diagnose", path, "--json", "--step", "when", "--train", "metric_a", "--val", "holdout")
     assert json.loads(out)["verdict"] == "overfitting" and code == 1
 
 
@@ -144,3 +144,21 @@ def test_text_columns_are_not_metrics(tmp_path, runs):
     path = _write_csv(tmp_path / "named.csv", ("step", "loss", "run_name"), rows)
     (curves,) = read_runs(path)
     assert set(curves.series) == {"train_loss"}
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_a_very_wide_log_keeps_the_losses_and_64_other_metrics_and_says_so(tmp_path, runs, kind):
+    rec = runs["healthy"]
+    n = len(rec["steps"])
+    stats = {f"layer_{k:05d}/weight_std_over_a_long_name": np.full(n, 0.01 * k) for k in range(3000)}
+    frame = pd.DataFrame({"step": rec["steps"], **stats, "loss": rec["loss"]})  # the loss after a >64 KB header
+    path = tmp_path / f"wide.{kind}"
+    if kind == "csv":
+        frame.to_csv(path, index=False)
+        assert len(path.read_text().splitlines()[0]) > 65536
+    else:
+        frame.to_json(path, orient="records", lines=True)
+    (curves,) = read_runs(path)
+    np.testing.assert_allclose(curves.train.values, rec["loss"])
+    assert len(curves.series) == 1 + 64 and curves.meta["metrics_not_kept"] == 3000 - 64
+    assert any("3000 other metrics" in note for note in curves.meta["notes"])

@@ -112,3 +112,26 @@ def test_remedies_fit_the_framework_and_the_task(warmed_up_too_far):
     assert "from_logits=True" in logit.remedy
     regression = doctor._build_report(run=RunFacts(task="regression", loss="mse", lr=2.0))
     assert not regression.has("model.logit_overflow", "warning")
+
+
+def test_one_batch_of_outliers_is_not_a_rate_that_blew_up():
+    """Synthetic read-outs of a hard regression that barely learns: a batch of outliers at step 1
+    jumps 5x past everything before it and the next batches undo it. Only oversized updates (or a
+    loss that stays up) make that jump the rate's."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from lossdoctor.monitor.checks import learning_rate_too_high
+
+    _, doctor = train(mlp(), steps=60)
+    stats = doctor.stats()
+    steps = np.arange(60)
+    losses = 1.0 - 0.001 * steps
+    losses[1] = 5.0
+    outlier = replace(stats, loss_steps=steps, loss_values=losses, first_non_finite_step=None, non_finite=None)
+    assert learning_rate_too_high(outlier) == []
+    oversized = replace(outlier, update_ratios=np.full_like(stats.update_ratios, 0.5))  # 5x the 0.1 threshold
+    blew_up = learning_rate_too_high(oversized)
+    assert blew_up and blew_up[0].evidence["spike_step"] == 1 and blew_up[0].severity == "error"
+    assert blew_up[0].evidence["corroborated_by"] == ["update ratio"]

@@ -156,3 +156,25 @@ def test_training_loop_records_the_first_non_finite_step_and_stops(digits):
     run = train_run(r, label="huge lr", steps=100)
     assert run.first_non_finite_step is not None and run.steps_done == run.first_non_finite_step < 100
     assert run.final_loss == math.inf
+
+
+def test_the_gradient_check_at_init_names_an_exploding_depth_and_stays_quiet_on_a_sound_net(digits):
+    from lossdoctor.probes.checks import gradient_across_depth_at_init
+    from lossdoctor.probes.gradients import run_gradients_at_init
+
+    torch.manual_seed(0)
+    layers = []
+    for i in range(24):
+        layers += [nn.Linear(64, 64), nn.Tanh()]
+    chaotic = nn.Sequential(*layers, nn.Linear(64, 10))
+    with torch.no_grad():
+        for m in chaotic[:-1]:
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 8.0 / 64 ** 0.5)  # 8x the LeCun scale: the chaotic regime
+    r = normalize_recipe(chaotic, digits, nn.CrossEntropyLoss(), torch.optim.Adam(chaotic.parameters()))
+    found = gradient_across_depth_at_init(ProbeEvidence({"gradients_at_init": run_gradients_at_init(r)}))
+    assert [f.code for f in found] == ["grad.exploding"] and found[0].evidence["first_over_last_grad_norm"] > 1e4
+    assert found[0].evidence["at_init"] is True
+    sound = mlp()
+    r = normalize_recipe(sound, digits, nn.CrossEntropyLoss(), torch.optim.Adam(sound.parameters()))
+    assert gradient_across_depth_at_init(ProbeEvidence({"gradients_at_init": run_gradients_at_init(r)})) == []

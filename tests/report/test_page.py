@@ -183,7 +183,7 @@ def test_an_overfitting_page_says_to_stop_at_the_onset_then_regularize():
 
 def test_insufficient_data_says_how_many_points_are_needed():
     report = Report("insufficient_data", [], source="short.csv",
-                    metadata={"evidence": {"n_points": 5, "min_points": 8}})
+                    metadata={"curve_evidence": {"n_points": 5, "min_points": 8}})
     plain = _Tree(render_html(report)).plain
     assert "5 points were logged; at least 8 are needed" in plain
     assert "nothing to fix" not in plain.lower()

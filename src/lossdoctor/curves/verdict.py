@@ -106,6 +106,14 @@ OVERFIT_MIN_RISES = 1
 # every time, or passing the "stays up" test): a log that ends two evaluations into a swing that a
 # rate on the high side produces (0.100 -> 0.130 -> 0.162, then back to 0.102) has not shown a trend.
 OVERFIT_CONFIRM_POINTS = 3
+# With at least 5 evaluations after the minimum, their own scatter (MAD) measures the noise the rise
+# must clear; fewer cannot pin a spread down, and the whole curve's second differences are used.
+LOCAL_NOISE_MIN_POINTS = 5
+
+# A non-negative loss (cross-entropy, MSE, BCE) below 1e-4 fits its targets to four decimals: whatever
+# its curve does there (a flat excerpt of a run's last epochs, noise of +-50 % at 3e-6), it has
+# settled low, the TAXONOMY's "converging".
+SETTLED_LOW = 1e-4
 
 # Underfitting: the loss dropped less than 20 % from its start and is not falling any more. The seed's
 # example of regularisation blinding the model: "the training loss just dropped 0.2 from initial loss".
@@ -427,6 +435,11 @@ def judge(curves: Curves) -> CurveAnalysis:
             events.append(Event("plateau", plateau, first.end, f"loss stays near {first.end:.4g}"))
             return done("underfitting")
         return done("converging")
+    # a non-negative loss that settled below SETTLED_LOW has nothing left to fall: a plateau there is the
+    # end of a fitted run (a log excerpt of its last epochs), not a stall or a failure to learn
+    if float(first.values.min()) >= 0 and first.end <= SETTLED_LOW:
+        ev.update(settled_low=True, thresholds={"settled_low": SETTLED_LOW})
+        return done("converging")
     # underfitting: the loss barely dropped, validation likewise. A validation loss frozen at one value
     # (the model's outputs on it never change) beside a training loss that barely dropped is the same,
     # however steadily training creeps down.
@@ -573,6 +586,10 @@ def _overfitting(tr: _Shape, va: _Shape, ev: dict[str, Any]) -> Event | None:
     # level, with the noise of both (a median of m has 1.25 / sqrt(m) of one level's noise)
     measurable = levels.size >= NOISE_MIN_POINTS
     risen = after[crossed[0]:] if crossed.size else after[-1:]
+    if not dense and after.size >= LOCAL_NOISE_MIN_POINTS:
+        # the noise where the comparison is made: the scatter of the evaluations after the minimum (a
+        # loss's noise shrinks with its level, so the steep early evaluations overstate it there)
+        sigma = end_sigma = min(sigma, float(1.4826 * np.median(np.abs(after - np.median(after)))))
     risen_sigma = math.hypot(sigma, (end_sigma if dense else sigma) * 1.2533 / math.sqrt(risen.size))
     beyond_noise = measurable and float(np.median(risen)) - best > NOISE_SIGMAS * risen_sigma
     needed = OVERFIT_MIN_RISES if va.short else OVERFIT_CONFIRM_POINTS
@@ -721,8 +738,11 @@ def _chance(curves: Curves, shapes: list[_Shape], ev: dict[str, Any]) -> dict[st
         if k is None:
             continue
         level = math.log(k)
-        if abs(first - level) > CHANCE_LEVEL_MARGIN * level or not _near(s.end, level, s) or s.still_falling:
+        if abs(first - level) > CHANCE_LEVEL_MARGIN * level or not _near(s.end, level, s) or s.still_falling \
+                or s.short:
             continue
+        if any(o.end < _chance_line(level, o.end_sigma) for o in shapes if o is not s):
+            continue  # the other loss curve beat chance: the run learned
         vetoes = [f"{name} ends at {acc:.3g}" for name, acc in _paired(accuracy, s.name).items()
                   if acc > (1 + 2 * CHANCE_ACCURACY_MARGIN) / k]
         if vetoes:

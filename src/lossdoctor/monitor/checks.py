@@ -461,6 +461,8 @@ def _loss_spike(stats: WatchStats) -> dict[str, Any] | None:
     start = _level(values[:min(LEVEL_WINDOW_STEPS, i)])
     tail = values[i:][-max(LEVEL_WINDOW_STEPS, (values.size - i) // 10):]
     non_finite_after = first_bad is not None and first_bad >= i
+    window = np.where(finite, values, np.inf)[i:i + LEVEL_WINDOW_STEPS]
+    stayed_up = bool(np.median(window) > SPIKE_OVER_PREVIOUS_MAX * running_max[i - 1]) if jump is not None else False
     end = _level(tail)
     died = non_finite_after or not math.isfinite(end) or end >= (1 - DIED_PROGRESS_SHARE) * start
     if not died and end <= best_before:
@@ -468,7 +470,7 @@ def _loss_spike(stats: WatchStats) -> dict[str, Any] | None:
     return {"spike_step": int(steps[i]), "onset_step": int(steps[bottom]), "loss_at_spike": float(values[i]),
             "loss_before_spike": best_before,
             "start_loss": start, "end_loss": end, "died": bool(died), "non_finite_after": bool(non_finite_after),
-            "loss_jumped": jump is not None, "spike_over_previous_max": SPIKE_OVER_PREVIOUS_MAX}
+            "loss_jumped": jump is not None, "stayed_up": stayed_up, "spike_over_previous_max": SPIKE_OVER_PREVIOUS_MAX}
 
 
 def _blow_up_signs(stats: WatchStats, spike: dict[str, Any]) -> dict[str, Any]:
@@ -499,16 +501,22 @@ def _blow_up_signs(stats: WatchStats, spike: dict[str, Any]) -> dict[str, Any]:
 
 
 def rate_blew_up(stats: WatchStats) -> dict[str, Any] | None:
-    """The evidence that the run spiked and died from oversized updates: a loss jump, or a first NaN
-    that something else ties to the updates (a NaN alone may come from an operation, e.g. sqrt(0)'s
-    gradient, or from the data)."""
+    """The evidence that the run spiked and died from oversized updates. A jump or a NaN alone is
+    not enough: one batch of outliers makes a jump that the next batches undo, and a NaN may come
+    from an operation (sqrt(0)'s gradient) or the data. So the loss must have stayed up (or turned
+    NaN/Inf) after the jump, or the updates show it: ratios above UPDATE_RATIO_HIGH, a gradient norm
+    grown GRAD_EXPLODE_RATIO-fold, NaN weights written by an update (a ramping rate alone is not)."""
     if (stats.non_finite or {}).get("produced_by") == "inputs":
         return None
     spike = _loss_spike(stats)
     if spike is None:
         return None
     spike.update(_blow_up_signs(stats, spike))
-    if not spike["loss_jumped"] and not (set(spike["corroborated_by"]) - {"warm-up"}):
+    from_the_updates = bool(set(spike["corroborated_by"]) - {"warm-up"})
+    if spike["loss_jumped"]:
+        if not (from_the_updates or spike["stayed_up"] or spike["non_finite_after"]):
+            return None
+    elif not from_the_updates:
         return None
     return spike
 
@@ -706,20 +714,21 @@ def clipping_masks_lr(stats: WatchStats, analysis: "CurveAnalysis | None" = None
 
 
 # -- data.unnormalized (the first layer's inputs) -----------------------------------------------------
-# The data room's thresholds (one place: ``data.checks``): a feature whose magnitude (root mean
-# square of its values) exceeds LARGE_MAGNITUDE_LIMIT puts the first layer's pre-activations that far
+# The data room's thresholds (one place: ``data.checks``): a feature whose magnitude (root mean square,
+# sqrt(mean^2 + std^2)) exceeds LARGE_MAGNITUDE_LIMIT puts the first layer's pre-activations that far
 # beyond what initializers assume. Inputs within [-1, 1] (UNIT_RANGE) are never flagged (already
-# scaled). The spread of per-feature scales is check_data's to judge on the whole data set: a few
-# batches (and flattened images, whose border pixels never vary) do not show it reliably.
+# scaled), nor is a mean alone. The spread of per-feature scales is check_data's to judge on the
+# whole data set: a few batches (and flattened images, whose border pixels never vary) do not show it
+# reliably.
 
 
-def _off_scale_features(inputs: dict[str, Any]) -> dict[str, list[int]]:
+def _off_scale_features(inputs: dict[str, Any]) -> tuple[np.ndarray, list[int]]:
+    """Each feature's magnitude, and the features whose magnitude is far from unit scale."""
     std, mean, absmax = np.asarray(inputs["std"]), np.asarray(inputs["mean"]), np.asarray(inputs["absmax"])
+    magnitude = np.sqrt(mean ** 2 + std ** 2)
     if absmax.size == 0 or float(np.max(absmax)) <= UNIT_RANGE:
-        return {}
-    varying = np.isfinite(std) & (std > 0)
-    large = np.flatnonzero(varying & (np.hypot(mean, std) > LARGE_MAGNITUDE_LIMIT))
-    return {"large": large.tolist()} if large.size else {}
+        return magnitude, []
+    return magnitude, np.flatnonzero(np.isfinite(magnitude) & (magnitude > LARGE_MAGNITUDE_LIMIT)).tolist()
 
 
 @check
@@ -728,26 +737,23 @@ def unnormalized_inputs(stats: WatchStats, run: "RunFacts | None" = None) -> lis
     inputs = stats.inputs
     if not inputs:
         return []
-    off = _off_scale_features(inputs)
-    if not off:
+    magnitude, flagged = _off_scale_features(inputs)
+    if not flagged:
         return []
     std, mean = np.asarray(inputs["std"]), np.asarray(inputs["mean"])
-    flagged = off["large"]
-    magnitude = np.hypot(mean, std)
     worst = max(flagged, key=lambda i: magnitude[i])
     largest = float(magnitude[worst])
     features = "feature" if inputs["features"] > 1 else "input"
     where = "inputs" if inputs["kind"] == "features" else f"output of {inputs['layer']!r}"
-    by = largest / LARGE_MAGNITUDE_LIMIT
     return [Finding(
-        "data.unnormalized", "warning", min(0.9, 0.6 + 0.15 * math.log10(max(by, 1.0))),
+        "data.unnormalized", "warning", min(0.9, 0.6 + 0.15 * math.log10(max(largest / LARGE_MAGNITUDE_LIMIT, 1.0))),
         title=(f"The inputs of {inputs['layer']!r} are far from unit scale: {features} {worst} has mean "
                f"{mean[worst]:.3g} and std {std[worst]:.3g} ({len(flagged)} of {inputs['features']} "
                f"{features}s off scale)"),
         evidence={"first_layer": inputs["layer"], "measured": inputs["kind"], "features": inputs["features"],
                   "rows": inputs["rows"], "largest_magnitude": largest, "magnitude_limit": LARGE_MAGNITUDE_LIMIT,
-                  "magnitude": "root mean square of the values", "large_features": flagged[:8],
-                  "off_scale_features": len(flagged), "largest_abs_value": float(np.max(inputs["absmax"])),
+                  "magnitude": "root mean square of the values", "off_scale_features": len(flagged),
+                  "off_scale_examples": flagged[:8], "largest_abs_value": float(np.max(inputs["absmax"])),
                   "worst_feature": {"index": worst, "mean": float(mean[worst]), "std": float(std[worst])}},
         where=where,
         remedy=(advice.standardize_inputs(run, inputs["layer"]) + "." if inputs["kind"] == "features" else

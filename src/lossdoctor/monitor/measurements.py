@@ -422,14 +422,17 @@ class LearningRate:
         self.last: float | None = None
 
     def record(self, step: int) -> None:
-        rates = [g.get("lr") for g in self.optimizer.param_groups]
-        tensors = [r for r in rates if isinstance(r, torch.Tensor)]
-        if tensors:  # kept on its device until the read-out
-            device = tensors[0].device
-            self.pending.append((step, torch.stack([torch.as_tensor(r, dtype=torch.float32, device=device).detach()
-                                                    for r in rates if r is not None]).max()))
-            return
-        rate = max((float(r) for r in rates if r is not None), default=None)
+        groups = self.optimizer.param_groups
+        rate = groups[0].get("lr") if len(groups) == 1 else None
+        if rate.__class__ is not float:  # several groups, or a tensor rate: the general path
+            rates = [g.get("lr") for g in groups if g.get("lr") is not None]
+            tensors = [r for r in rates if isinstance(r, torch.Tensor)]
+            if tensors:  # kept on its device until the read-out
+                device = tensors[0].device
+                self.pending.append((step, torch.stack([torch.as_tensor(r, dtype=torch.float32, device=device)
+                                                        .detach() for r in rates]).max()))
+                return
+            rate = max((float(r) for r in rates), default=None)
         if rate is not None and rate != self.last:
             self.last = rate
             self.pending.append((step, rate))
@@ -476,12 +479,14 @@ class GradScalerSteps:
         self.steps: list[int] = []
         self.skipped: list[bool] = []
         self.scales: list[tuple[int, Any]] = []
+        self.seen = False  # the first scale (the initial one) is always kept
 
     def record(self, step: int, skipped, scale, keep_scale: bool) -> None:
         """``skipped``: a bool, or the scaler's overflow flag (a device tensor) when no optimizer hook tells."""
         self.steps.append(step)
         self.skipped.append(skipped)
-        if (skipped is True or keep_scale or isinstance(skipped, torch.Tensor)) and scale is not None:
+        first, self.seen = not self.seen, True
+        if (first or keep_scale or skipped is True or isinstance(skipped, torch.Tensor)) and scale is not None:
             self.scales.append((step, scale.detach().clone() if isinstance(scale, torch.Tensor) else float(scale)))
 
     def read_window(self, record: Record, clear: bool) -> None:

@@ -471,17 +471,16 @@ class Watch:
         scaler's own overflow flag, read at the read-out."""
         if not (took_part or scaler is self.scaler) or not scaler.is_enabled():
             return
-        first = not self._scaler_steps.steps and not self._history_has_scaler()
         if self.optimizer is None:
             flag = torch.stack([f.detach().float().reshape(()) for f in found_inf]).sum() if found_inf else False
             self._scaler_steps.record(self.step_count, flag, getattr(scaler, "_scale", None),
-                                      keep_scale=first or self._schedule.instrumented(self.step_count))
+                                      keep_scale=self._schedule.instrumented(self.step_count))
             return
         skipped = self._updates_since_scaler == 0
         self._updates_since_scaler = 0
         step = self.step_count if skipped else self.step_count - 1
         self._scaler_steps.record(step, skipped, getattr(scaler, "_scale", None),
-                                  keep_scale=first or self._schedule.instrumented(step))
+                                  keep_scale=self._schedule.instrumented(step))
         if not skipped:
             return
         loss = self._losses.latest(step)
@@ -490,9 +489,6 @@ class Watch:
         elif self._sentinel.loss_is_non_finite(loss):
             self._on_first_non_finite(step, weights_updated=False)
         self._end_of_step()
-
-    def _history_has_scaler(self) -> bool:
-        return any(r.scaler is not None for r in self._history)
 
     def _on_first_non_finite(self, step: int, weights_updated: bool) -> None:
         origin = self._sentinel.locate(step, weights_updated, self._layer_names_in_order(),

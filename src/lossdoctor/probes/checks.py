@@ -324,6 +324,28 @@ def _progress(run: dict | None) -> float:
 
 
 @check
+def gradient_across_depth_at_init(probes: ProbeEvidence) -> list[Finding]:
+    """The untrained network's gradient shrinks or grows by orders of magnitude from the last layer to
+    the first (the seed's gradient check, before any update can be blamed). A layer with no gradient
+    at all (a LoRA A matrix whose B starts at zero) is no vanishing gradient, and is left out."""
+    r = probes.get("gradients_at_init")
+    ratio = r.data.get("depth_ratio") if r else None
+    if ratio is None or not 0 < ratio < math.inf:
+        return []
+    if 1 / BN_MASKED_RATIO <= ratio <= BN_MASKED_RATIO:
+        return []
+    code, kind = ("grad.vanishing", "shrinks") if ratio < 1 else ("grad.exploding", "grows")
+    orders = abs(math.log10(ratio))
+    evidence = {"first_over_last_grad_norm": ratio, "threshold": 1 / BN_MASKED_RATIO if ratio < 1 else BN_MASKED_RATIO,
+                "at_init": True, "first_layer": r.data.get("first_layer"), "last_layer": r.data.get("last_layer")}
+    return [Finding(code, "warning", 0.7, evidence=evidence, where=r.data.get("first_layer"),
+                    remedy=f"At initialization the gradient {kind} {orders:.1f} orders of magnitude from "
+                           f"{r.data.get('last_layer')} to {r.data.get('first_layer')}: re-initialize for the "
+                           "activations (lossdoctor.model.apply_init(model): he_normal for ReLU, lecun_normal for "
+                           "tanh/SELU), use ReLU-family activations, fewer layers or residual connections.")]
+
+
+@check
 def bad_initialization(probes: ProbeEvidence) -> list[Finding]:
     """A re-initialization (he_normal / lecun_normal) cuts the fit loss at equal steps."""
     cmp = compare(probes, "reinit")

@@ -251,7 +251,7 @@ def verdict_advice(report: Mapping[str, Any]) -> str:
 def _point_counts(report: Mapping[str, Any]) -> tuple[Any, Any] | None:
     """(points logged, points needed) from the curve evidence the report carries, if it does."""
     metadata = report.get("metadata") or {}
-    places = [metadata.get("curve_evidence"), metadata.get("curve_evidence"), metadata]
+    places = [metadata.get("curve_evidence"), metadata]
     places += [f["evidence"] for f in report.get("findings", [])]
     for ev in places:
         if isinstance(ev, Mapping) and is_number(ev.get("min_points")):
