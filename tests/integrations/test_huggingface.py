@@ -107,6 +107,7 @@ def test_the_findings_go_to_the_wandb_run_the_trainer_reports_to(digits, tmp_pat
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.chdir(tmp_path)  # whatever wandb writes relative to the working directory stays in tmp
     import wandb
 
     try:

@@ -218,6 +218,7 @@ def test_html_and_json_are_written_at_the_end_of_fit(digits, tmp_path):
 def test_findings_go_to_the_active_wandb_run(digits, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.chdir(tmp_path)  # whatever wandb writes relative to the working directory stays in tmp
     wandb = pytest.importorskip("wandb")
     import json
     from pathlib import Path

@@ -198,6 +198,7 @@ def test_a_directory_given_as_the_report_path_fails_before_training(tmp_path):
 def test_findings_go_to_the_weights_and_biases_run_of_the_wandb_logger(diabetes, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.chdir(tmp_path)  # whatever wandb writes relative to the working directory stays in tmp
     logger = pl.loggers.WandbLogger(save_dir=str(tmp_path), offline=True, project="lossdoctor-test")
     try:
         callback, _ = fit(Regressor(lr=1.0), *diabetes, epochs=2, logger=logger)

@@ -44,6 +44,7 @@ def test_watch_writes_nothing_when_not_asked(tmp_path, monkeypatch):
 def test_watch_writes_its_findings_to_the_active_wandb_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.chdir(tmp_path)  # whatever wandb writes relative to the working directory stays in tmp
     wandb = pytest.importorskip("wandb")
     run = wandb.init(project="lossdoctor-test", dir=str(tmp_path))
     try:
@@ -60,6 +61,7 @@ def test_watch_writes_its_findings_to_the_active_wandb_run(tmp_path, monkeypatch
 def test_watch_leaves_wandb_alone_when_told(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.chdir(tmp_path)  # whatever wandb writes relative to the working directory stays in tmp
     wandb = pytest.importorskip("wandb")
     run = wandb.init(project="lossdoctor-test", dir=str(tmp_path))
     try:
