@@ -28,8 +28,10 @@ browser:
 	    (apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	    || echo "chromium could not be installed: the browser test will be skipped"; }
 
+# The whole suite, then the log path again in an environment without torch (the slim install).
 test: $(STAMP) browser
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(MAKE) test-slim
 
 $(SLIM_STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV_SLIM)
@@ -38,7 +40,7 @@ $(SLIM_STAMP): pyproject.toml constraints.txt
 
 # The tests marked slim (tests/conftest.py collects only those where torch is missing): lossdoctor
 # diagnose on every log kind, the error paths and the malformed corpus, without torch installed.
-# Not part of `make test`: creating the environment costs about 2 minutes, the tests about 30 s.
+# `make test` ends with it: creating the environment costs about 2 minutes, the tests about 30 s.
 test-slim: $(SLIM_STAMP)
 	$(VENV_SLIM)/bin/python -m pytest -m slim -p no:cacheprovider $(PYTEST_ARGS)
 

@@ -126,3 +126,34 @@ def test_a_report_without_its_own_advice_gets_the_verdicts_advice_in_the_termina
 
     text = Report("stalled", source="checkup").to_text(width=400)
     assert f"advice: {VERDICT_ADVICE['stalled']}" in text
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[]", "the report is a list"),
+    ('{"findings": {}}', "findings is an object"),
+    ('{"findings": [[1]]}', "findings[0] is a list"),
+    ('{"findings": [{"code": "grad.dead_relu", "severity": "error", "confidence": 0.5, "evidence": []}]}',
+     "findings[0].evidence is a list"),
+    ('{"findings": [{"code": "nope.code", "severity": "error", "confidence": 0.5}]}', "unknown finding code"),
+    ('{"events": [{"kind": "spike"}]}', "events[0] has no 'step'"),
+    ('{"plots": []}', "plots is a list"),
+    ('{"verdict": 3}', "verdict is a number"),
+    ("[" * 100_000, "invalid JSON"),
+    ("1" * 5000, "invalid JSON"),
+])
+def test_a_malformed_saved_report_is_one_clear_input_error(text, words):
+    """Report.from_json on anything but a report: an InputError naming the field, never AttributeError,
+    TypeError or RecursionError, and never a report that loads and then breaks the renderers."""
+    from lossdoctor.errors import InputError
+
+    with pytest.raises(InputError, match="not a lossdoctor report") as info:
+        Report.from_json(text)
+    assert words in str(info.value)
+
+
+def test_a_saved_report_round_trips_through_the_validation():
+    report = Report("diverging", [Finding("optim.lr_too_high", "warning", 0.7, evidence={"lr": 1.0}, where="step 3")],
+                    source="a.csv", events=[Event("divergence", 3.0, 2.5)],
+                    ruled_out=[RuledOut("optim.lr_too_low", by="probe", evidence={"x": 1})])
+    back = Report.from_json(report.to_json())
+    assert back.to_dict() == report.to_dict()

@@ -191,19 +191,40 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Report":
-        return cls(
-            verdict=data.get("verdict"),
-            findings=[Finding.from_dict(f) for f in data.get("findings", [])],
-            source=data.get("source", ""),
-            metadata=data.get("metadata", {}),
-            events=[Event(**e) for e in data.get("events", [])],
-            ruled_out=[RuledOut(**r) for r in data.get("ruled_out", [])],
-            plots=data.get("plots", {}),
-        )
+        """A Report from its ``to_dict()`` form. Anything else is an ``InputError`` that names the
+        field and what it expected (a saved report edited by hand, another tool's JSON)."""
+        _expect(data, dict, "the report")
+        findings = _expect(data.get("findings", []), list, "findings")
+        events = _expect(data.get("events", []), list, "events")
+        ruled_out = _expect(data.get("ruled_out", []), list, "ruled_out")
+        try:
+            return cls(
+                verdict=_expect(data.get("verdict"), (str, type(None)), "verdict"),
+                findings=[Finding.from_dict(_finding_dict(f, f"findings[{i}]")) for i, f in enumerate(findings)],
+                source=_expect(data.get("source", ""), str, "source"),
+                metadata=_expect(data.get("metadata", {}), dict, "metadata"),
+                events=[Event(**_fields(e, Event, f"events[{i}]", required=("kind", "step")))
+                        for i, e in enumerate(events)],
+                ruled_out=[RuledOut(**_fields(r, RuledOut, f"ruled_out[{i}]", required=("code", "by")))
+                           for i, r in enumerate(ruled_out)],
+                plots=_expect(data.get("plots", {}), dict, "plots"),
+            )
+        except ValueError as exc:  # an unknown code, severity or verdict
+            from .errors import InputError
+
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(f"not a lossdoctor report: {exc}") from None
 
     @classmethod
     def from_json(cls, text: str) -> "Report":
-        return cls.from_dict(json.loads(text))
+        from .errors import InputError
+
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # bad JSON, a huge integer, nesting too deep
+            raise InputError(f"not a lossdoctor report: invalid JSON ({type(exc).__name__}: {str(exc)[:120]})") from None
+        return cls.from_dict(data)
 
     # -- rendering: thin delegates to lossdoctor.report, which works from to_dict() ----------
     def to_text(self, width: int = 100) -> str:
@@ -245,6 +266,56 @@ class Report:
 
 
 REPR_SOURCE_CHARS = 60  # repr(report) stays one line: a longer source keeps its end (the file name)
+
+
+_JSON_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", type(None): "null", float: "a number",
+                    int: "a number", bool: "true/false"}
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+    """``value`` when it is of ``kind``, else an InputError naming the field and what it expected."""
+    if isinstance(value, kind):
+        return value
+    from .errors import InputError
+
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    wanted = " or ".join(dict.fromkeys(_JSON_TYPE_NAMES.get(k, k.__name__) for k in kinds))
+    got = _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+    raise InputError(f"not a lossdoctor report: {where} is {got} (expected {wanted})")
+
+
+_FINDING_TYPES: dict[str, type | tuple[type, ...]] = {
+    "code": str, "severity": str, "confidence": (int, float), "title": str, "evidence": dict,
+    "where": (str, type(None)), "remedy": str, "source": str, "explained_by": (str, type(None))}
+
+
+def _finding_dict(data: Any, where: str) -> dict[str, Any]:
+    _expect(data, dict, where)
+    for key in ("code", "severity", "confidence"):
+        if key not in data:
+            from .errors import InputError
+
+            raise InputError(f"not a lossdoctor report: {where} has no {key!r}")
+    for key, kind in _FINDING_TYPES.items():
+        if key in data:
+            _expect(data[key], kind, f"{where}.{key}")
+    return data
+
+
+def _fields(data: Any, cls: type, where: str, required: tuple[str, ...]) -> dict[str, Any]:
+    """The fields of ``cls`` in ``data`` (a dict holding the required ones); extra keys are ignored."""
+    _expect(data, dict, where)
+    missing = [k for k in required if k not in data]
+    if missing:
+        from .errors import InputError
+
+        raise InputError(f"not a lossdoctor report: {where} has no {missing[0]!r}")
+    out = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+    if "evidence" in out:
+        _expect(out["evidence"], dict, f"{where}.evidence")
+    if "step" in out:
+        _expect(out["step"], (int, float), f"{where}.step")
+    return out
 
 
 # ``where`` of a finding dated at a step of the run ("step 40"): merged per code by ``ranked``.
