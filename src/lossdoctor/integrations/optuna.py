@@ -39,7 +39,7 @@ from ._pruning import REASON_KEYS, Guard, Metric, Stop, judge_trial, live_codes,
 
 optuna = require("optuna", "lossdoctor[optuna]")
 from optuna.pruners import BasePruner, MedianPruner, NopPruner  # noqa: E402
-from optuna.study import StudyDirection  # noqa: E402
+from optuna.study import Study, StudyDirection  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 _DEFAULT = object()  # "no pruner given": wrap a MedianPruner
@@ -89,7 +89,7 @@ class LossDoctorPruner(BasePruner):
         if stop is not None:
             self._record(study, trial, stop)
             return True
-        return self.wrapped_pruner.prune(study, trial)
+        return self.wrapped_pruner.prune(_as_if_run_on(study, trial), trial)
 
     # -- live findings ----------------------------------------------------------------------
     def attach(self, trial: "optuna.trial.Trial", watch: Any) -> None:
@@ -193,6 +193,57 @@ def _study_state(study: "optuna.study.Study", trial: FrozenTrial, maximize: bool
             if best is None or (top > best if maximize else top < best):
                 best = top
     return best, budget
+
+
+def _as_if_run_on(study: "optuna.study.Study", trial: FrozenTrial) -> "optuna.study.Study":
+    """The study as the wrapped pruner would have seen it without lossdoctor.
+
+    A ranking pruner's decision depends on the other trials: MedianPruner waits for
+    ``n_startup_trials`` COMPLETE trials and compares against the completed trials' values at the
+    same step. Without lossdoctor, every trial lossdoctor stopped would have run on and completed
+    (or been stopped by the wrapped pruner itself); left PRUNED, it would be missing from both,
+    so the wrapped pruner would wait longer for its start-up trials and compare against a pool
+    without the study's worst runs: it would keep trials it would otherwise have stopped. So the
+    wrapped pruner sees each trial lossdoctor stopped as completed at its last reported value,
+    that value carried on to the judged trial's steps: lossdoctor stops a trial only when it is
+    certain the trial will not improve. A trial stopped at NaN stays as it is (its objective would
+    have failed, not completed)."""
+    stopped = [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+               if "lossdoctor_verdict" in t.user_attrs and t.number != trial.number]
+    if not stopped:
+        return study
+    later_steps = sorted(trial.intermediate_values)
+    as_completed: dict[int, FrozenTrial] = {}
+    for t in stopped:
+        reported = sorted(t.intermediate_values.items())
+        if not reported or not math.isfinite(reported[-1][1]):
+            continue
+        last_step, last = reported[-1]
+        values = {**t.intermediate_values, **{s: last for s in later_steps if s > last_step}}
+        as_completed[t._trial_id] = FrozenTrial(
+            number=t.number, state=TrialState.COMPLETE, value=last, datetime_start=t.datetime_start,
+            datetime_complete=t.datetime_complete, params=t.params, distributions=t.distributions,
+            user_attrs=t.user_attrs, system_attrs=t.system_attrs, intermediate_values=values,
+            trial_id=t._trial_id)
+    return _StudyAsIfRunOn(study, as_completed) if as_completed else study
+
+
+class _StudyAsIfRunOn(Study):
+    """``study`` whose ``get_trials`` shows the trials in ``as_completed`` (trial id -> the trial as
+    it would have completed) instead of their PRUNED records; everything else is the study's."""
+
+    def __init__(self, study: "optuna.study.Study", as_completed: dict[int, FrozenTrial]) -> None:
+        super().__init__(study_name=study.study_name, storage=study._storage, sampler=study.sampler,
+                         pruner=study.pruner)
+        self._study = study
+        self._as_completed = as_completed
+
+    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[FrozenTrial]:
+        trials = [self._as_completed.get(t._trial_id, t) for t in self._study.get_trials(deepcopy=deepcopy)]
+        return trials if states is None else [t for t in trials if t.state in states]
+
+    def stop(self) -> None:
+        self._study.stop()
 
 
 _warned: set[str] = set()
