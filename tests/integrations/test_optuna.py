@@ -125,6 +125,24 @@ def test_wrapping_median_defers_to_it_for_a_slow_healthy_trial_and_the_summary_c
     assert "stopped 1 of 4 trials" in summary(alone) and "wrapped" not in summary(alone)
 
 
+def test_a_trial_lossdoctor_stopped_counts_for_the_wrapped_median_as_if_it_had_run_on(digits_search):
+    # Median alone: the NaN trial completes (at chance), so after it and the healthy one the median
+    # rule starts and stops the stuck trial at its first report. Wrapped, lossdoctor stops the NaN
+    # trial early; the median rule must still start after two trials and stop the stuck one as early.
+    configs = [NAN, HEALTHY, STUCK]
+    alone = run_study(digits_search, optuna.pruners.MedianPruner(n_startup_trials=2), configs, watched=False)
+    wrapped = run_study(digits_search, LossDoctorPruner(optuna.pruners.MedianPruner(n_startup_trials=2),
+                                                        num_classes=10), configs)
+    assert [state(t) for t in alone.trials] == ["COMPLETE", "COMPLETE", "PRUNED"]
+    assert [state(t) for t in wrapped.trials] == ["PRUNED", "COMPLETE", "PRUNED"]
+    assert stop_reason(wrapped.trials[0])["lossdoctor_verdict"] == "non_finite"
+    stuck_alone, stuck_wrapped = alone.trials[2], wrapped.trials[2]
+    assert stop_reason(stuck_wrapped) is None  # the median rule's stop, not lossdoctor's
+    assert len(stuck_wrapped.intermediate_values) == len(stuck_alone.intermediate_values) == 1
+    reports = [sum(len(t.intermediate_values) for t in study.trials) for study in (alone, wrapped)]
+    assert reports[1] < reports[0]
+
+
 def test_the_pruner_holds_no_watch_after_the_trial_and_pickles(digits_search):
     import gc
     import pickle
