@@ -98,6 +98,28 @@ def test_a_trial_stuck_at_chance_is_pruned_after_most_of_the_budget_a_slow_learn
     assert state(healthy) == "COMPLETE"
 
 
+# Adam at 0.09 on raw pixels (0..16): the first updates blow the network up, the loss spikes and
+# loses all its progress, and the accuracy sits at 1/10 without ever turning NaN.
+BLOWN_UP = {**HEALTHY, "lr": 0.09, "dropout": 0.28, "weight_decay": 5e-3, "init_scale": 0.5, "normalize": False}
+# Its twin with no live cause: weights 10x too small under SGD at 0.08. It sits exactly at chance
+# (ln 10) for its first reports, then leaves the plateau and ends above 90 %.
+TINY_INIT = {**HEALTHY, "lr": 0.08, "init_scale": 0.1, "optimizer": "sgd", "dropout": 0.25, "weight_decay": 6e-4}
+
+
+def test_a_run_the_rate_blew_up_is_stopped_within_3_reports_a_tiny_init_run_at_chance_is_not(digits_search):
+    pruner = LossDoctorPruner(None, num_classes=10, max_steps=digits_search.STEPS)
+    study = run_study(digits_search, pruner, [TINY_INIT, BLOWN_UP])
+    tiny, blown = study.trials
+    assert state(blown) == "PRUNED"
+    reason = stop_reason(blown)
+    assert reason["lossdoctor_code"] == "optim.lr_too_high" and reason["lossdoctor_verdict"] == "diverging"
+    assert len(blown.intermediate_values) <= 3
+    assert all(v < 0.15 for v in blown.intermediate_values.values())  # it really sat at chance
+    # the slow starter sat at chance too, with no live cause: it must run on, and it learns
+    assert max(list(tiny.intermediate_values.values())[:2]) < 0.15
+    assert state(tiny) == "COMPLETE" and tiny.value > 0.85 and stop_reason(tiny) is None
+
+
 def test_without_a_completed_trial_or_max_steps_a_run_at_chance_is_not_judged_on_progress(digits_search):
     study = run_study(digits_search, LossDoctorPruner(None, num_classes=10), [STUCK], watched=False)
     assert state(study.trials[0]) == "COMPLETE"
