@@ -288,3 +288,25 @@ def test_check_model_takes_true_false_or_auto():
     model = classifier()
     with pytest.raises(InputError, match="check_model"):
         lossdoctor.watch(model, torch.optim.SGD(model.parameters(), lr=0.1), check_model="yes")
+
+
+class Uncopyable(nn.Module):
+    """Holds a lock (as models holding a data-loader handle or a logger do): it cannot be deep-copied."""
+
+    def __init__(self):
+        super().__init__()
+        import threading
+
+        self.net = classifier(zero=True)
+        self.lock = threading.Lock()
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_a_model_that_cannot_be_copied_is_not_inspected_and_training_goes_on():
+    model = Uncopyable()
+    doctor = train(model, nn.CrossEntropyLoss(), steps=20)
+    assert doctor.step_count == 20
+    assert doctor.evidence().model is None
+    assert "deep-copied" in doctor.report().metadata["model_check_skipped"]
