@@ -7,11 +7,11 @@ import pytest
 import torch
 from sklearn.datasets import load_diabetes
 from torch import nn
+from watch_training import X, Y, batches
 
 import lossdoctor
 from lossdoctor.errors import InputError
 from lossdoctor.integrations import _common
-from watch_training import X, Y, batches
 
 _diabetes = load_diabetes()
 DX = torch.tensor(_diabetes.data, dtype=torch.float32)
