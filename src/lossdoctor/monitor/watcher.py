@@ -108,12 +108,12 @@ class ModelAtInit:
         self.inputs = self.targets = None
         self.skipped: str | None = None  # why no facts were built (a model that cannot be copied)
         self._batch: tuple[tuple, dict] | None = None
-        self._pending = check is not False
+        self.pending = check is not False  # read by the hooks every step: a plain attribute, nothing else
         self._loss_handle = None
 
     def attach(self, hook) -> None:
         """Observe the loss module's first call (``hook`` forwards to ``on_loss``)."""
-        if self._pending and isinstance(self.loss_fn, nn.Module):
+        if self.pending and isinstance(self.loss_fn, nn.Module):
             self._loss_handle = self.loss_fn.register_forward_pre_hook(hook, with_kwargs=True)
 
     def detach(self) -> None:
@@ -121,10 +121,10 @@ class ModelAtInit:
         if handle is not None:
             handle.remove()
         self._batch = None
-        self._pending = False
+        self.pending = False
 
     def on_forward(self, model: nn.Module, args: tuple, kwargs: dict) -> None:
-        if not self._pending or self._batch is not None:
+        if self._batch is not None:
             return
         self._batch = (args, dict(kwargs))
         if self._loss_handle is None and self.optimizer is None:
@@ -466,7 +466,8 @@ class Watch:
     def _hook_root_pre(self, module, args, kwargs):
         if torch.is_grad_enabled():  # a training forward (a validation pass is not the step measured)
             self._safely("forward pre-hook", self._sentinel.keep_input, args, kwargs)
-            self._safely("inspecting the model at init", self._model_at_init.on_forward, self._root, args, kwargs)
+            if self._model_at_init.pending:
+                self._safely("inspecting the model at init", self._model_at_init.on_forward, self._root, args, kwargs)
         return None
 
     def _hook_loss_pre(self, module, args, kwargs):
@@ -534,7 +535,8 @@ class Watch:
                 self._on_first_non_finite(index, weights_updated=False)
 
     def _before_update(self) -> None:
-        self._safely("inspecting the model at init", self._model_at_init.before_update, self._root)
+        if self._model_at_init.pending:
+            self._safely("inspecting the model at init", self._model_at_init.before_update, self._root)
         step = self._before_done = self.step_count
         loss, self._closure_loss = self._closure_loss, None
         if self._sentinel.check_before_update(step, loss):
