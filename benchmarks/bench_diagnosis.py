@@ -9,8 +9,9 @@ Entry points: how a user would get a report for that recipe. Each is a function
 ``(path, settings) -> Report`` registered with ``@entry_point(name)``:
 
 - ``checkup``: ``lossdoctor checkup FILE:build`` (the experiments on copies).
-- ``watch``: the recipe's own training loop, run once with ``lossdoctor.watch(model, optimizer)``,
-  and ``doctor.report()`` at the end.
+- ``watch``: the recipe's own training loop, run once with ``lossdoctor.watch(model, optimizer,
+  loss_fn=criterion)`` (the recipe's loss, as the README shows; none when the model computes its
+  loss), and ``doctor.report()`` at the end.
 
 A framework callback (Lightning, HF Trainer, Keras) is added the same way: a function that builds
 the recipe (``load_recipe(path)``), trains it through the framework with ``LossDoctorCallback()``
@@ -139,7 +140,7 @@ def run_watch(path: Path, settings: Settings):
     holder = {}
 
     def start(model, optimizer):
-        holder["doctor"] = lossdoctor.watch(model, optimizer, max_norm=recipe.grad_clip)
+        holder["doctor"] = lossdoctor.watch(model, optimizer, max_norm=recipe.grad_clip, loss_fn=recipe.loss_fn)
         return holder["doctor"]
 
     train_run(recipe, label="watched", steps=steps, model=recipe.model, optimizer=recipe.user_optimizer,

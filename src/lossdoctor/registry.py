@@ -131,7 +131,7 @@ def all_checks() -> tuple[Check, ...]:
         # the model, inspected before training
         model.output_layer_mismatch, model.squashing_after_conv,
         model.recurrent_gates_without_sigmoid, model.constant_or_symmetric_weights, model.weight_scale_off,
-        model.activation_scale_drift,
+        model.activation_scale_drift, model.loss_pinned_at_a_double_softmax_floor,
         # the data
         data.non_finite_values, data.constant_columns, data.conflicting_duplicates, data.unnormalized_scales,
         data.target_in_raw_units, data.heavy_tails, data.categories_as_numbers, data.mixed_units,

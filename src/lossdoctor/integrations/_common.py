@@ -146,7 +146,8 @@ def start_watch(model: Any, optimizer: Any = None, **kwargs: Any):
     from ..monitor import watch
 
     # the owner writes the report itself (its own curves and facts): the watch must not write one too
-    w = watch(model, optimizer, wandb=False, **kwargs)
+    # and inspects the model itself (torch_model_facts, with the batch as the framework gives it)
+    w = watch(model, optimizer, wandb=False, check_model=False, **kwargs)
     start = getattr(w, "start", None)
     if callable(start) and not getattr(w, "started", False):
         start()
@@ -282,9 +283,10 @@ MODEL_CHECK_MAX_PARAMETERS = 100_000_000
 
 
 def torch_model_facts(model: Any, inputs: Any, targets: Any = None, optimizer: Any = None,
-                      check: bool | str = "auto") -> Any:
+                      check: bool | str = "auto", loss_fn: Any = None) -> Any:
     """``ModelFacts`` of a torch model observed on a copy with the first batch (before any update,
-    so that its initialization is judged), or None when not asked or too large for ``"auto"``."""
+    so that its initialization is judged), or None when not asked or too large for ``"auto"``.
+    ``loss_fn``: the loss the user applies to the model's output, when known."""
     if check is False or inputs is None:
         return None
     if check == "auto" and sum(p.numel() for p in model.parameters()) > MODEL_CHECK_MAX_PARAMETERS:
@@ -292,9 +294,9 @@ def torch_model_facts(model: Any, inputs: Any, targets: Any = None, optimizer: A
     from ..model.inspect import inspect_model
 
     try:
-        return inspect_model(model, sample_input=inputs, targets=targets, optimizer=optimizer)
+        return inspect_model(model, sample_input=inputs, loss_fn=loss_fn, targets=targets, optimizer=optimizer)
     except InputError:  # its forward does not take the batch's inputs (a LightningModule without one)
-        return inspect_model(model, targets=targets, optimizer=optimizer)
+        return inspect_model(model, loss_fn=loss_fn, targets=targets, optimizer=optimizer)
 
 
 # ------------------------------------------------------------------------------------------------

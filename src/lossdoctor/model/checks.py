@@ -8,8 +8,10 @@ layer's fan-in, constant or symmetric weights, activation scales drifting throug
 from __future__ import annotations
 
 import math
+import statistics
 
 from ..data.checks import CATEGORY_CODE_LEVELS
+from ..evidence import Curves
 from ..findings import Finding
 from ..registry import check
 from .facts import LayerFacts, ModelFacts, TargetFacts
@@ -286,6 +288,63 @@ def output_layer_mismatch(model: ModelFacts) -> list[Finding]:
                        f"[{_fmt(targets.min)}, {_fmt(targets.max)}], {act} only [{low}, {high}]); if the target must "
                        "stay positive, predict log(target) or use softplus on a shifted target.")]
     return []
+
+
+# -- the output layer against the observed loss values, when the loss itself is unknown ------------
+# A cross-entropy that applies its own softmax to outputs that are already probabilities can never
+# fall below _multiclass_floor(K, 0, 1) (1.46 for 10 classes): the batch losses form a floor no
+# correct loss would show. A correct loss on a hard task can level off near that value too (a small
+# network on CIFAR-10 sits near 1.5), so the values alone only make this a hypothesis to settle (an
+# info finding naming the experiment), and only when every condition holds with a wide margin:
+# enough losses seen; none below the floor (float32 means round by far less than 0.1 %); the loss
+# travelled from the upper half of the chance-to-floor gap down to within a tenth of the gap of the
+# floor (pinned against it, not merely passing by).
+FLOOR_MIN_LOSSES = 50
+FLOOR_ROUNDING = 1e-3
+FLOOR_START_SHARE = 0.5
+FLOOR_PINNED_SHARE = 0.1
+# The loss's start and end levels: medians of its first and last tenth (at least 5 values).
+LEVEL_SHARE = 0.1
+
+
+def _level(values: list[float], first: bool) -> float:
+    n = max(5, int(len(values) * LEVEL_SHARE))
+    return statistics.median(values[:n] if first else values[-n:])
+
+
+@check
+def loss_pinned_at_a_double_softmax_floor(model: ModelFacts, curves: Curves) -> list[Finding]:
+    """Probabilities at the output, the loss unknown, and the training loss pinned just above the
+    floor of a cross-entropy applied to probabilities: a hypothesis (info), settled by naming the loss."""
+    out, k = model.output, model.output.width
+    if model.loss.family is not None or _effective_activation(model) != "softmax" or not k or k < 2:
+        return []
+    train = curves.train
+    values = [float(v) for v in (train.values if train is not None else []) if math.isfinite(v)]
+    if len(values) < FLOOR_MIN_LOSSES:
+        return []
+    floor, chance = _multiclass_floor(k, 0.0, 1.0), math.log(k)
+    gap = chance - floor
+    lowest, start, end = min(values), _level(values, True), _level(values, False)
+    if lowest < floor * (1 - FLOOR_ROUNDING) or start < floor + FLOOR_START_SHARE * gap \
+            or end > floor + FLOOR_PINNED_SHARE * gap:
+        return []
+    return [Finding(
+        "model.activation_mismatch", "info", 0.45,
+        title=(f"Not settled: the loss levels off at {_fmt(end)}, just above {_fmt(floor)}, the floor of a "
+               f"cross-entropy applied to the model's {k} probabilities (a double softmax)"),
+        evidence={"output_activation": "softmax", "output_width": k, "loss": None, "loss_floor": floor,
+                  "chance_loss": chance, "lowest_loss": lowest, "start_level": start, "end_level": end,
+                  "observed_via": model.traced_via,
+                  "threshold": f"none below the floor, the end within {FLOOR_PINNED_SHARE:g} of the chance-to-floor "
+                               f"gap above it, from {FLOOR_MIN_LOSSES} losses"},
+        where=out.activation_name or _where(out.layers) or None,
+        remedy=(f"The model ends in a softmax and the loss never went below {_fmt(floor)}. If the loss applies "
+                f"its own softmax ({_say(model, 'multiclass')}), {_say(model, 'raw', act='softmax')}. Experiment "
+                "that settles it: pass the loss to lossdoctor (lossdoctor.watch(..., loss_fn=criterion), "
+                "check_model(..., loss_fn=criterion)), or train a few steps on raw logits: a loss that now falls "
+                f"below {_fmt(floor)} confirms it."),
+    )]
 
 
 @check

@@ -20,6 +20,8 @@ Cost model (the hot path does tensor arithmetic and nothing else):
   until the next read-out.
 - every ``every`` steps: a read-out (device to host, once), reduced across ranks under
   torch.distributed (every rank reaches the same step, so every rank enters the same collective).
+- once, at the first training batch (before the first update): the model checks' facts, from a deep
+  copy of the model run on that batch (``ModelAtInit``; skipped above 100 million parameters).
 - the first NaN/Inf gradient, before the optimizer applies it: a replay of that batch on a deep
   copy of the model names the first module whose output turned NaN/Inf.
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -84,6 +87,79 @@ def _strict() -> bool:
     return bool(os.environ.get("LOSSDOCTOR_STRICT"))
 
 
+class ModelAtInit:
+    """The model room's evidence for the watch: ``ModelFacts`` of a deep copy of the model, run on the
+    first training batch before the first update (so that its initialization is judged), built once
+    by ``torch_model_facts`` as the framework callbacks build theirs.
+
+    The batch is the root module's first training forward (positional and keyword inputs; ``labels``
+    among the keywords are the targets, as Hugging Face models take them). The targets of a plain
+    loop reach only the loss: a loss given as an ``nn.Module`` is observed at its first training call
+    (its second argument), which comes after the forward and before the update; the facts are built
+    then, or at the first optimizer step, or at once when neither will come. Nothing here touches
+    the user's model, RNG or gradients (``inspect_model`` works on a copy under ``fork_rng``).
+    """
+
+    def __init__(self, loss_fn, check: bool | str, optimizer=None):
+        self.loss_fn = loss_fn
+        self.check = check
+        self.optimizer = optimizer
+        self.facts = None
+        self.inputs = self.targets = None
+        self.skipped: str | None = None  # why no facts were built (a model that cannot be copied)
+        self._batch: tuple[tuple, dict] | None = None
+        self.pending = check is not False  # read by the hooks every step: a plain attribute, nothing else
+        self._loss_handle = None
+
+    def attach(self, hook) -> None:
+        """Observe the loss module's first call (``hook`` forwards to ``on_loss``)."""
+        if self.pending and isinstance(self.loss_fn, nn.Module):
+            self._loss_handle = self.loss_fn.register_forward_pre_hook(hook, with_kwargs=True)
+
+    def detach(self) -> None:
+        handle, self._loss_handle = self._loss_handle, None
+        if handle is not None:
+            handle.remove()
+        self._batch = None
+        self.pending = False
+
+    def on_forward(self, model: nn.Module, args: tuple, kwargs: dict) -> None:
+        if self._batch is not None:
+            return
+        self._batch = (args, dict(kwargs))
+        if self._loss_handle is None and self.optimizer is None:
+            self.build(model)
+
+    def on_loss(self, model: nn.Module, args: tuple, kwargs: dict) -> None:
+        if self._batch is None:
+            return
+        self.targets = kwargs.get("target", args[1] if len(args) > 1 else None)
+        self.build(model)
+
+    def before_update(self, model: nn.Module) -> None:
+        if self._batch is not None:
+            self.build(model)
+
+    def build(self, model: nn.Module) -> None:
+        from ..integrations._common import split_batch, torch_model_facts
+
+        (args, kwargs), self._batch = self._batch, None
+        self.detach()
+        # keyword inputs alone are the batch (model(**batch)); beside positional ones they are options
+        sample = (args[0] if len(args) == 1 else args) if args else kwargs
+        # a batch the model takes whole (model(**batch), model(batch_dict)) names its inputs and labels;
+        # positional tensors are inputs only (model(x, mask) has no targets)
+        whole = args[0] if args else kwargs
+        inputs, labels = split_batch(whole) if isinstance(whole, Mapping) else (whole, None)
+        self.inputs = inputs
+        if self.targets is None:
+            self.targets = labels
+        try:
+            self.facts = torch_model_facts(model, sample, self.targets, self.optimizer, self.check, self.loss_fn)
+        except InputError as exc:  # a model that cannot be copied or run on a copy: no model evidence
+            self.skipped = str(exc)
+
+
 class Watch:
     """A running watch over one model (and optimizer). Use ``watch(...)`` to create one."""
 
@@ -91,7 +167,8 @@ class Watch:
                  tensorboard: str | os.PathLike | None = None, halt_on_nan: bool = False,
                  max_norm: float | None = None, histograms_every: int | None = None,
                  save_last_finite: str | os.PathLike | None = None, nan_check: str = "auto", scaler=None,
-                 html: str | os.PathLike | None = None, json: str | os.PathLike | None = None, wandb: bool = True):
+                 html: str | os.PathLike | None = None, json: str | os.PathLike | None = None, wandb: bool = True,
+                 loss_fn=None, check_model: bool | str = "auto"):
         from ..integrations._common import output_path
 
         if not isinstance(model, nn.Module):
@@ -113,6 +190,11 @@ class Watch:
             raise InputError(f"nan_check must be 'auto', 'step' or 'readout', got {nan_check!r}")
         if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
             raise InputError(f"scaler must be a torch.amp.GradScaler or None, got {type(scaler).__name__}")
+        if loss_fn is not None and (isinstance(loss_fn, type) or not callable(loss_fn)):
+            raise InputError("loss_fn must be the loss you call (e.g. nn.CrossEntropyLoss() or F.cross_entropy), got "
+                             + (f"the class {loss_fn.__name__}" if isinstance(loss_fn, type) else type(loss_fn).__name__))
+        if check_model not in (True, False, "auto"):
+            raise InputError(f"check_model must be True, False or 'auto', got {check_model!r}")
         self.model = model
         self.optimizer = optimizer
         self.scaler = scaler
@@ -148,6 +230,7 @@ class Watch:
         self._scaler_steps = GradScalerSteps()
         self._lr = LearningRate(optimizer) if optimizer is not None else None
         self._inv: Inventory | None = None
+        self._model_at_init = ModelAtInit(loss_fn, check_model, optimizer)
 
     # ------------------------------------------------------------------------------------------
     # Life cycle
@@ -244,6 +327,7 @@ class Watch:
         if self.optimizer is not None:
             self._handles.append(self.optimizer.register_step_pre_hook(_Hook(self._hook_pre_step)))
             self._handles.append(self.optimizer.register_step_post_hook(_Hook(self._hook_post_step)))
+        self._model_at_init.attach(_Hook(self._hook_loss_pre))
         clipping.attach(self)
         amp.attach(self)
 
@@ -251,6 +335,7 @@ class Watch:
         """Remove every hook and patch; each part runs whatever failed before it."""
         try:
             self._disarm()
+            self._model_at_init.detach()
             for h in self._handles:
                 h.remove()
             self._handles.clear()
@@ -301,10 +386,16 @@ class Watch:
         return self._build_report()
 
     def run_facts(self, framework: str = "pytorch"):
-        """What this watch knows of the run itself: optimizer, rate, clip, dropout (for the checks)."""
+        """What this watch knows of the run itself: optimizer, rate, clip, dropout, and what the first
+        batch and the loss show (the task, the inputs, the loss's kind) (for the checks)."""
         from ..evidence import RunFacts
+        from ..integrations._common import batch_facts
 
-        return RunFacts.of_torch(framework, self._inventory().root, self.optimizer, self.max_norm)
+        seen = self._model_at_init
+        known = batch_facts(seen.inputs, seen.targets)
+        if seen.facts is not None and seen.facts.loss.kind not in (None, "other"):
+            known["loss"] = seen.facts.loss.kind
+        return RunFacts.of_torch(framework, self._inventory().root, self.optimizer, self.max_norm, **known)
 
     def evidence(self, curves=None, run=None):
         """The Evidence of this watch: its loss curve and learning rate (or ``curves``, e.g. a
@@ -326,7 +417,7 @@ class Watch:
             if run.num_classes is None and stats.num_classes:
                 run = replace(run, num_classes=stats.num_classes)
         analysis = judge(curves) if curves.series else None
-        return Evidence(curves=curves, analysis=analysis, stats=stats, run=run)
+        return Evidence(curves=curves, analysis=analysis, stats=stats, run=run, model=self._model_at_init.facts)
 
     def _build_report(self, curves=None, run=None, source: str = "lossdoctor.watch", metadata=None, extra=()):
         from ..assemble import build_report
@@ -336,6 +427,8 @@ class Watch:
         stats = evidence.stats
         meta = {"steps": stats.steps, "every": self.every, "instrumented_steps": len(stats.sample_steps),
                 "world_size": stats.world_size, "nan_check": stats.meta["nan_check"], **(metadata or {})}
+        if self._model_at_init.skipped:
+            meta["model_check_skipped"] = self._model_at_init.skipped
         return build_report(evidence, source=source, metadata=meta, plots=stats_plots(stats), extra=extra)
 
     def findings(self):
@@ -373,6 +466,13 @@ class Watch:
     def _hook_root_pre(self, module, args, kwargs):
         if torch.is_grad_enabled():  # a training forward (a validation pass is not the step measured)
             self._safely("forward pre-hook", self._sentinel.keep_input, args, kwargs)
+            if self._model_at_init.pending:
+                self._safely("inspecting the model at init", self._model_at_init.on_forward, self._root, args, kwargs)
+        return None
+
+    def _hook_loss_pre(self, module, args, kwargs):
+        if torch.is_grad_enabled():
+            self._safely("inspecting the model at init", self._model_at_init.on_loss, self._root, args, kwargs)
         return None
 
     def _hook_pre_step(self, optimizer, args, kwargs):
@@ -435,6 +535,8 @@ class Watch:
                 self._on_first_non_finite(index, weights_updated=False)
 
     def _before_update(self) -> None:
+        if self._model_at_init.pending:
+            self._safely("inspecting the model at init", self._model_at_init.before_update, self._root)
         step = self._before_done = self.step_count
         loss, self._closure_loss = self._closure_loss, None
         if self._sentinel.check_before_update(step, loss):
@@ -599,7 +701,8 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, ever
           tensorboard: str | os.PathLike | None = None, halt_on_nan: bool = False, max_norm: float | None = None,
           histograms_every: int | None = None, save_last_finite: str | os.PathLike | None = None,
           nan_check: str = "auto", scaler=None, html: str | os.PathLike | None = None,
-          json: str | os.PathLike | None = None, wandb: bool = True) -> Watch:
+          json: str | os.PathLike | None = None, wandb: bool = True, loss_fn=None,
+          check_model: bool | str = "auto") -> Watch:
     """Watch a training run: ``with lossdoctor.watch(model, optimizer) as doctor: ...``.
 
     ``every``: steps between read-outs (one step in ``every`` is instrumented in full).
@@ -613,8 +716,17 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, ever
     optimizer's (without an optimizer); a scaler stepping the watched optimizer is found on its own.
     ``html`` / ``json``: paths the report is written to at ``close()`` (the end of the ``with`` block).
     ``wandb``: at ``close()``, write the findings to the active Weights & Biases run, if any.
+    ``check_model``: inspect the model once, on a deep copy run on the first training batch before the
+    first update, for the model checks (the output layer against the loss and the targets, the
+    initialization, the regularization): "auto" up to 100 million parameters, True, or False.
+    ``loss_fn``: the loss you apply to the model's output (``nn.CrossEntropyLoss()``,
+    ``F.cross_entropy``, ...). The watch cannot see it otherwise, and without it an output layer that
+    does not fit the loss (a softmax before ``CrossEntropyLoss``) is not judged. A loss module is also
+    observed at its first training call, for the targets (a plain loop passes them only to the loss;
+    ``labels`` passed to the model are seen without it). Not needed when the model computes its loss.
     Call ``start()`` yourself when not using ``with``; ``close()`` removes every hook.
     """
     return Watch(model, optimizer, every=every, tensorboard=tensorboard, halt_on_nan=halt_on_nan,
                  max_norm=max_norm, histograms_every=histograms_every, save_last_finite=save_last_finite,
-                 nan_check=nan_check, scaler=scaler, html=html, json=json, wandb=wandb)
+                 nan_check=nan_check, scaler=scaler, html=html, json=json, wandb=wandb, loss_fn=loss_fn,
+                 check_model=check_model)
