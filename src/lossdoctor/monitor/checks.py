@@ -641,7 +641,10 @@ def collapsed_after_rewrite(stats: WatchStats) -> dict[str, Any] | None:
     values = stats.loss_values
     if update is None or values.size < 2 * LEVEL_WINDOW_STEPS:
         return None
-    start = _level(values[:LEVEL_WINDOW_STEPS])
+    # the level before that update took effect (the untrained model's loss, for an update at step 0):
+    # the losses right after it already show the damage
+    taken = int(np.searchsorted(stats.loss_steps, update["large_update_step"], side="right"))
+    start = _level(values[:max(1, min(taken, LEVEL_WINDOW_STEPS))])
     end = _level(values[-max(LEVEL_WINDOW_STEPS, values.size // 10):])
     if not (math.isfinite(start) and start > 0) or (math.isfinite(end) and not _learned_nothing(start, end)):
         return None
