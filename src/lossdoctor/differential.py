@@ -87,10 +87,13 @@ def _not_before_the_rate_blew_up(cause: Finding, symptom: Finding, evidence: Evi
 
 
 def _grew_during_training(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
-    """A symptom measured over time (not a depth ratio at initialization, nor the untrained output)."""
+    """A symptom measured over time (not a depth ratio at initialization, nor the untrained output);
+    a depth ratio only where it was seen healthy at step 0 and went off after the cause began."""
     if symptom.evidence.get("at_init") or symptom.source.startswith("probe:initial_loss"):
         return False
-    return not ("first_over_last_grad_norm" in symptom.evidence and "growth" not in symptom.evidence)
+    if "first_over_last_grad_norm" in symptom.evidence and "growth" not in symptom.evidence:
+        return _healthy_at_first_look_then_off(cause, symptom)
+    return True
 
 
 def _not_from_the_inputs(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
@@ -117,6 +120,16 @@ def _at_init(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
     if symptom.source.startswith("probe:initial_loss"):
         return True
     return "first_over_last_grad_norm" in symptom.evidence or symptom.code in (VANISHING, DEAD, SATURATED)
+
+
+def _large_next_to_the_weights(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    """A structural init finding explains a too-high rate that rests on update-to-weight ratios alone
+    (no loss that blew up or collapsed): weights far below their scale make any update large next to
+    them."""
+    if not cause.source.startswith(("model:", "integration:")):
+        return False
+    ev = symptom.evidence
+    return "largest_layer_ratio" in ev and not any(k in ev for k in ("spike_step", "learned_nothing", "died"))
 
 
 def _reinit_ablation_only(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
@@ -167,10 +180,27 @@ def _subset_probe(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
     return symptom.source.startswith("probe:too_much_data")
 
 
+def _healthy_at_first_look_then_off(cause: Finding, symptom: Finding) -> bool:
+    """The live monitor saw the gradient across depth healthy on its first look, at step 0 (the
+    symptom's ``at_init`` is False and its ``ratio_at_first_look`` within the threshold), and off only
+    from ``first_seen_step`` on, not before the cause began (its ``onset_step``)."""
+    ev = symptom.evidence
+    first_look, ratio, threshold = ev.get("first_look_step"), ev.get("ratio_at_first_look"), ev.get("threshold")
+    if ev.get("at_init") is not False or first_look != 0 or not all(
+            isinstance(v, (int, float)) for v in (ratio, threshold)):
+        return False
+    healthy = ratio >= threshold if symptom.code == VANISHING else ratio <= threshold
+    seen, onset = _step(symptom, *FIRST_SEEN_KEYS), _step(cause, *ONSET_KEYS)
+    return healthy and (seen is None or onset is None or seen >= onset)
+
+
 def _vanished_after_init(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
-    """The checkup measured the gradient across depth at initialization and it was healthy there (above
-    the symptom's own threshold): the vanishing grew during training. Without that measurement a
-    vanishing gradient may be structural (depth, activations), and the rate does not explain it."""
+    """The gradient across depth was measured at initialization and it was healthy there (above the
+    symptom's own threshold): the vanishing grew during training. The checkup measures it with a
+    probe, the live monitor on its first look. Without that measurement a vanishing gradient may be
+    structural (depth, activations), and the rate does not explain it."""
+    if _healthy_at_first_look_then_off(cause, symptom):
+        return True
     probes = evidence.probes
     init = probes.get("gradients_at_init") if probes is not None else None
     ratio = init.data.get("depth_ratio") if init else None
@@ -252,6 +282,8 @@ EXPLANATIONS: tuple[Explanation, ...] = (
     *(Explanation(BAD_INIT, symptom, "weights at the wrong scale shrink or grow the signal at every layer "
                   "from the first step", _at_init) for symptom in (VANISHING, EXPLODING, DEAD, SATURATED,
                                                                      LOGIT_OVERFLOW)),
+    Explanation(BAD_INIT, LR_HIGH, "weights far below their usual scale make every update large next to "
+                "them: the update-to-weight ratio is high although the rate may be fine", _large_next_to_the_weights),
     # ... unless all that says "init" is that a re-initialization helped: then the mechanism it cured
     # is the diagnosis, and the re-init's gain is evidence for it.
     *(Explanation(mechanism, BAD_INIT, "a re-initialization cured it, which is what re-initializing does to "
@@ -349,11 +381,23 @@ def _settled_codes(evidence: Evidence) -> set[str]:
 EXCLUDES = {LR_HIGH: LR_LOW, LR_LOW: LR_HIGH}
 
 
+def _updates_were_large(evidence: Evidence) -> bool:
+    """The live monitor measured updates too large, or a blow-up: whatever else is wrong, such a run
+    does not say that its rate is too low."""
+    if evidence.stats is None:
+        return False
+    from .monitor.checks import updates_were_large
+
+    return updates_were_large(evidence.stats)
+
+
 def _drop_settled_speculation(findings: list[Finding], evidence: Evidence) -> list[Finding]:
     """A curve check's info hint ("not settled by the log: try X") is dropped once X has run, or once
-    a cause that excludes X is established."""
+    a cause that excludes X is established (a too-low rate, also once the watch saw large updates)."""
     settled = _settled_codes(evidence) | {f.code for f in findings if f.source.startswith("probe:")}
     settled |= {EXCLUDES[f.code] for f in findings if f.code in EXCLUDES and f.severity != "info"}
+    if _updates_were_large(evidence):
+        settled.add(LR_LOW)
     return [f for f in findings
             if not (f.severity == "info" and f.source.startswith("curves:") and f.code in settled)]
 

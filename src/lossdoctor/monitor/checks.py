@@ -281,17 +281,40 @@ DEPTH_ERROR_ORDERS = 5
 MIN_DEPTH_LAYERS = 3
 
 
-def _depth_ratios(stats: WatchStats) -> tuple[np.ndarray, list[str]]:
+def _depth_ratios(stats: WatchStats) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The first weight layer's gradient norm over the last's per instrumented step (before the first
+    NaN), the two layers, and the steps. A ratio of 0 is no vanishing: a zero-initialized branch (a
+    LoRA B matrix) leaves the layer before it without a gradient on the first step."""
     idx = [i for i, w in enumerate(stats.weight_layers) if w]
     if len(idx) < MIN_DEPTH_LAYERS or stats.grad_norms.shape[1] == 0:
-        return np.zeros(0), []
+        return np.zeros(0), [], np.zeros(0)
     first, last = stats.grad_norms[idx[0]], stats.grad_norms[idx[-1]]
     with np.errstate(all="ignore"):
         ratio = first / last
     ok = np.isfinite(ratio) & (last > 0)
+    steps = np.array(stats.sample_steps)
     if stats.first_non_finite_step is not None:
-        ok &= np.array(stats.sample_steps) < stats.first_non_finite_step
-    return ratio[ok], [stats.layers[idx[0]], stats.layers[idx[-1]]]
+        ok &= steps < stats.first_non_finite_step
+    return ratio[ok], [stats.layers[idx[0]], stats.layers[idx[-1]]], steps[ok]
+
+
+def depth_ratio_off(ratio: float) -> bool:
+    """A gradient that vanishes or explodes across depth (the depth checks' thresholds)."""
+    return 0 < ratio < VANISHING_RATIO or ratio > EXPLODING_DEPTH_RATIO
+
+
+def _depth_timing(ratios: np.ndarray, steps: np.ndarray, off) -> dict[str, Any]:
+    """When the depth ratio went off: ``at_init`` when the first look, on the untrained weights (step
+    0), already showed it (an initialization symptom); otherwise ``first_seen_step``, the first
+    instrumented step from which it stayed off (a symptom that grew during training)."""
+    first_seen = None
+    for i in range(ratios.size - 1, -1, -1):
+        if not off(ratios[i]):
+            break
+        first_seen = int(steps[i])
+    first_look = int(steps[0])
+    return {"ratio_at_first_look": float(ratios[0]), "first_look_step": first_look,
+            "at_init": bool(first_look == 0 and off(ratios[0])), "first_seen_step": first_seen}
 
 
 def _layer_medians(stats: WatchStats) -> dict[str, float]:
@@ -301,37 +324,50 @@ def _layer_medians(stats: WatchStats) -> dict[str, float]:
 
 @check
 def vanishing_gradients(stats: WatchStats) -> list[Finding]:
-    """Per-layer gradient norms that shrink by orders of magnitude from the output to the input."""
-    ratios, names = _depth_ratios(stats)
+    """Per-layer gradient norms that shrink by orders of magnitude from the output to the input
+    (over the run, or on the untrained weights of the first look)."""
+    ratios, names, steps = _depth_ratios(stats)
     if ratios.size == 0:
         return []
     first, last = names
+    vanishes = lambda r: 0 < r < VANISHING_RATIO  # noqa: E731
+    timing = _depth_timing(ratios, steps, vanishes)
     ratio = float(np.median(ratios))
-    if ratio >= VANISHING_RATIO or ratio <= 0:
+    if not vanishes(ratio) and not timing["at_init"]:
         return []
+    ratio = ratio if vanishes(ratio) else timing["ratio_at_first_look"]
     orders = -math.log10(ratio)
+    when = " at initialization (step 0)" if timing["at_init"] else (
+        f" from step {timing['first_seen_step']} on" if timing["first_seen_step"] is not None else "")
     return [Finding(
         "grad.vanishing", "error" if orders >= DEPTH_ERROR_ORDERS else "warning", 0.8,
-        title=f"Gradients shrink {orders:.1f} orders of magnitude from {last!r} (output side) to {first!r} (input side)",
+        title=(f"Gradients shrink {orders:.1f} orders of magnitude from {last!r} (output side) to {first!r} "
+               f"(input side){when}"),
         evidence={"first_over_last_grad_norm": ratio, "threshold": VANISHING_RATIO,
-                  "median_grad_norm_per_layer": _layer_medians(stats), "instrumented_steps": int(ratios.size)},
+                  "median_grad_norm_per_layer": _layer_medians(stats), "instrumented_steps": int(ratios.size),
+                  **timing},
         where=first,
     )]
 
 
 @check
 def exploding_gradients(stats: WatchStats) -> list[Finding]:
-    """Gradient norms that grow by orders of magnitude towards the input, or over time."""
+    """Gradient norms that grow by orders of magnitude towards the input (over the run, or on the
+    untrained weights of the first look), or over time."""
     findings = []
-    ratios, names = _depth_ratios(stats)
-    if ratios.size and float(np.median(ratios)) > EXPLODING_DEPTH_RATIO:
+    ratios, names, steps = _depth_ratios(stats)
+    explodes = lambda r: r > EXPLODING_DEPTH_RATIO  # noqa: E731
+    timing = _depth_timing(ratios, steps, explodes) if ratios.size else {}
+    if ratios.size and (explodes(float(np.median(ratios))) or timing["at_init"]):
         ratio = float(np.median(ratios))
+        ratio = ratio if explodes(ratio) else timing["ratio_at_first_look"]
         orders = math.log10(ratio)
+        when = " at initialization (step 0)" if timing["at_init"] else ""
         findings.append(Finding(
             "grad.exploding", "error" if orders >= DEPTH_ERROR_ORDERS else "warning", 0.75,
-            title=f"Gradients grow {orders:.1f} orders of magnitude from {names[1]!r} to {names[0]!r} (input side)",
+            title=f"Gradients grow {orders:.1f} orders of magnitude from {names[1]!r} to {names[0]!r} (input side){when}",
             evidence={"first_over_last_grad_norm": ratio, "threshold": EXPLODING_DEPTH_RATIO,
-                      "median_grad_norm_per_layer": _layer_medians(stats)},
+                      "median_grad_norm_per_layer": _layer_medians(stats), **timing},
             where=names[0],
         ))
     growth = _grad_norm_growth(stats)
@@ -373,6 +409,15 @@ UPDATE_RATIO_WARMUP_STEPS = 50
 # is dead (grad.dead_relu at error level, often left behind by a too-HIGH learning rate), small
 # updates say nothing about the learning rate.
 LOW_RATIO_MIN_GRAD_SHARE = 1e-2
+
+# An update as large as the weights it changes (||dW|| >= ||W||) overwrites the layer in one step:
+# what it had learned, or its initialization, is gone. Healthy first steps stay far below: Adam's
+# first update is about lr per weight, 0.16 of a BERT layer at lr 3e-3; RMSprop's uncorrected first
+# step about 0.25 of a small-init LSTM. Adam's step does not scale with the gradient, so such an update
+# is the rate's, unless the gradient itself was off across depth on that step (vanishing or exploding
+# at initialization, or weights far below their scale): then the initialization made it large. It is
+# judged on every instrumented step, warm-up steps included: the first steps are where it happens.
+UPDATE_RATIO_REWRITE = 1.0
 
 # A spike: a loss more than this many times the largest loss before it. A healthy run's batch losses
 # stay below its first ones (a classifier starts at chance, ln K, the most it is usually wrong); a
@@ -454,6 +499,8 @@ def _loss_spike(stats: WatchStats) -> dict[str, Any] | None:
                            & (running_max[:-1] > 0)) + 1
     jump = int(jumps[0]) if jumps.size and (first_bad is None or jumps[0] <= first_bad) else None
     i = jump if jump is not None else first_bad
+    if i is None:
+        i = _rise_after_progress(values)
     if i is None or i < 1:
         return None
     before = values[:i]
@@ -464,13 +511,37 @@ def _loss_spike(stats: WatchStats) -> dict[str, Any] | None:
     window = np.where(finite, values, np.inf)[i:i + LEVEL_WINDOW_STEPS]
     stayed_up = bool(np.median(window) > SPIKE_OVER_PREVIOUS_MAX * running_max[i - 1]) if jump is not None else False
     end = _level(tail)
-    died = non_finite_after or not math.isfinite(end) or end >= (1 - DIED_PROGRESS_SHARE) * start
+    died = non_finite_after or not math.isfinite(end) or _learned_nothing(start, end)
     if not died and end <= best_before:
         return None  # a transient spike the run recovered from
     return {"spike_step": int(steps[i]), "onset_step": int(steps[bottom]), "loss_at_spike": float(values[i]),
             "loss_before_spike": best_before,
             "start_loss": start, "end_loss": end, "died": bool(died), "non_finite_after": bool(non_finite_after),
-            "loss_jumped": jump is not None, "stayed_up": stayed_up, "spike_over_previous_max": SPIKE_OVER_PREVIOUS_MAX}
+            "loss_jumped": jump is not None, "stayed_up": stayed_up, "spike_over_previous_max": SPIKE_OVER_PREVIOUS_MAX,
+            "rose_after_progress": jump is None and first_bad is None}
+
+
+def _learned_nothing(start: float, end: float) -> bool:
+    """The run ended with no more than DIED_PROGRESS_SHARE of its starting loss gone."""
+    return end >= (1 - DIED_PROGRESS_SHARE) * start
+
+
+def _rise_after_progress(values: np.ndarray) -> int | None:
+    """A loss that fell (by more than DIED_PROGRESS_SHARE of its start), then rose again and ended
+    having learned nothing, without a jump: the first step after its best level from which it stayed
+    above the level half-way back to the start. None when the run kept (part of) its progress."""
+    finite = values[np.isfinite(values)]
+    if finite.size < 4 * LEVEL_WINDOW_STEPS:
+        return None
+    start = _level(values[:LEVEL_WINDOW_STEPS])
+    best, bottom = _best_level(values)
+    end = _level(values[-max(LEVEL_WINDOW_STEPS, values.size // 10):])
+    if not (best <= (1 - DIED_PROGRESS_SHARE) * start and _learned_nothing(start, end)):
+        return None
+    half_way = (best + start) / 2
+    held = np.array([_level(values[j:j + LEVEL_WINDOW_STEPS]) for j in range(bottom + 1, values.size)])
+    above = np.flatnonzero(held >= half_way)
+    return bottom + 1 + int(above[0]) if above.size else None
 
 
 def _blow_up_signs(stats: WatchStats, spike: dict[str, Any]) -> dict[str, Any]:
@@ -516,9 +587,82 @@ def rate_blew_up(stats: WatchStats) -> dict[str, Any] | None:
     if spike["loss_jumped"]:
         if not (from_the_updates or spike["stayed_up"] or spike["non_finite_after"]):
             return None
-    elif not from_the_updates:
+    elif not (from_the_updates or _turned_near_the_peak(stats, spike)):
         return None
     return spike
+
+
+# A warm-up is a learning-rate range test run for free: the loss falls while the rate is small and
+# turns up once it is too high. A loss that fell, then turned and gave back all its progress once the
+# ramp had taken the rate past this share of its peak, turned because of the rate.
+WARMUP_TURN_SHARE = 0.5
+
+
+def _turned_near_the_peak(stats: WatchStats, spike: dict[str, Any]) -> bool:
+    if not spike.get("rose_after_progress") or "warmup_end_step" not in spike:
+        return False
+    rate = stats.lr_at(spike["onset_step"])
+    turned = rate is not None and rate >= WARMUP_TURN_SHARE * spike["peak_lr"]
+    if turned:
+        spike["corroborated_by"] = [*spike["corroborated_by"], "the loss turned up near the warm-up's peak"]
+        spike["warmup_turn_share"] = WARMUP_TURN_SHARE
+    return turned
+
+
+def rewriting_update(stats: WatchStats) -> dict[str, Any] | None:
+    """The first instrumented update (before any NaN) that changed a weight layer by at least its own
+    size, on a step whose gradient was healthy across depth (see UPDATE_RATIO_REWRITE)."""
+    idx = [i for i, w in enumerate(stats.weight_layers) if w]
+    if stats.update_ratios.size == 0 or not idx:
+        return None
+    ratios, _, depth_steps = _depth_ratios(stats)
+    depth_at = dict(zip(depth_steps.tolist(), ratios.tolist()))
+    for col, step in enumerate(stats.sample_steps):
+        if stats.first_non_finite_step is not None and step >= stats.first_non_finite_step:
+            break
+        r = stats.update_ratios[idx, col]
+        r = np.where(np.isfinite(r), r, -np.inf)
+        if not r.size or float(np.max(r)) < UPDATE_RATIO_REWRITE:
+            continue
+        depth = depth_at.get(step)
+        if depth is not None and depth_ratio_off(depth):
+            continue
+        layer = stats.layers[idx[int(np.argmax(r))]]
+        return {"large_update_step": int(step), "layer": layer, "update_to_weight_ratio": float(np.max(r)),
+                "layers_rewritten": int(np.sum(r >= UPDATE_RATIO_REWRITE)), "weight_layers": len(idx),
+                "depth_grad_ratio_at_that_step": depth, "rewrite_threshold": UPDATE_RATIO_REWRITE}
+    return None
+
+
+def collapsed_after_rewrite(stats: WatchStats) -> dict[str, Any] | None:
+    """A run that learned nothing (no 3x spike needed: it may sit at chance from the first steps on)
+    after an update that overwrote a layer: the rate threw the weights away."""
+    update = rewriting_update(stats)
+    values = stats.loss_values
+    if update is None or values.size < 2 * LEVEL_WINDOW_STEPS:
+        return None
+    # the level before that update took effect (the untrained model's loss, for an update at step 0):
+    # the losses right after it already show the damage
+    taken = int(np.searchsorted(stats.loss_steps, update["large_update_step"], side="right"))
+    start = _level(values[:max(1, min(taken, LEVEL_WINDOW_STEPS))])
+    end = _level(values[-max(LEVEL_WINDOW_STEPS, values.size // 10):])
+    if not (math.isfinite(start) and start > 0) or (math.isfinite(end) and not _learned_nothing(start, end)):
+        return None
+    return {**update, "onset_step": update["large_update_step"], "start_loss": start, "end_loss": end,
+            "learned_nothing": True, "died_progress_share": DIED_PROGRESS_SHARE}
+
+
+def updates_were_large(stats: WatchStats) -> bool:
+    """Whether anything the watch measured says the updates were too large rather than too small: a
+    blow-up, an update that overwrote a layer, or updates above UPDATE_RATIO_HIGH on any step (the
+    first steps included). A too-low rate cannot be concluded from such a run."""
+    if stats.update_ratios.size:
+        idx = [i for i, w in enumerate(stats.weight_layers) if w]
+        with np.errstate(all="ignore"):
+            if idx and np.nanmax(np.where(np.isfinite(stats.update_ratios[idx]), stats.update_ratios[idx],
+                                          np.nan), initial=0.0) > UPDATE_RATIO_HIGH:
+                return True
+    return rate_blew_up(stats) is not None or rewriting_update(stats) is not None
 
 
 def _warmup(stats: WatchStats) -> dict[str, float] | None:
@@ -550,6 +694,9 @@ def learning_rate_too_high(stats: WatchStats, analysis: "CurveAnalysis | None" =
     spike = rate_blew_up(stats)
     if spike is not None:
         return [_spike_finding(stats, spike, analysis, run)]
+    collapse = collapsed_after_rewrite(stats)
+    if collapse is not None:
+        return [_rewrite_finding(stats, collapse, run)]
     ratios = _update_ratios(stats)
     if ratios is None or ratios["top"] <= UPDATE_RATIO_HIGH:
         return []
@@ -563,6 +710,26 @@ def learning_rate_too_high(stats: WatchStats, analysis: "CurveAnalysis | None" =
         evidence=_ratio_evidence(ratios, rate), where=layer,
         remedy=f"{advice.lower_rate(rate, factor)}, so that updates are ~1e-3..1e-2 of the weights.",
     )]
+
+
+def _rewrite_finding(stats: WatchStats, collapse: dict[str, Any], run: "RunFacts | None") -> Finding:
+    step = collapse["large_update_step"]
+    rate = stats.lr_at(step) or (run.lr if run else None)
+    rate_text = f" at learning rate {advice.number(rate)}" if rate else ""
+    share = collapse["update_to_weight_ratio"]
+    layers = (f" ({collapse['layers_rewritten']} of {collapse['weight_layers']} weight layers)"
+              if collapse["layers_rewritten"] > 1 else "")
+    return Finding(
+        "optim.lr_too_high", "error", 0.8,
+        title=(f"The update of step {step}{rate_text} changed {collapse['layer']!r} by {share:.0%} of its size"
+               f"{layers}, and the loss never fell below its start"),
+        evidence={**collapse, "lr_at_spike": rate},
+        where=f"step {step}",
+        remedy=(f"An update as large as the weights throws them away: "
+                f"{advice.lower_rate(rate, min(1000.0, max(10.0, share / 1e-2))).lower()} (updates "
+                "should change a layer by ~1e-3..1e-2 of its size per step; for Adam that is roughly the rate "
+                "over the weights' scale), and restart from the initial weights."),
+    )
 
 
 def _ratio_evidence(ratios: dict[str, Any], rate: float | None) -> dict[str, Any]:
@@ -593,7 +760,8 @@ def _spike_finding(stats: WatchStats, spike: dict[str, Any], analysis, run) -> F
     return Finding(
         "optim.lr_too_high", "error" if spike["died"] else "warning",
         min(0.9, 0.7 + 0.05 * len(spike["corroborated_by"])),
-        title=f"The loss spiked at step {step}{rate_text}{ramp} and {what}",
+        title=(f"The loss {'turned up again at' if spike.get('rose_after_progress') else 'spiked at'} step "
+               f"{step}{rate_text}{ramp} and {what}"),
         evidence=evidence, where=f"step {_anchor_step(spike, analysis):g}", remedy=remedy,
     )
 
@@ -602,7 +770,7 @@ def _spike_finding(stats: WatchStats, spike: dict[str, Any], analysis, run) -> F
 def learning_rate_too_low(stats: WatchStats, run: "RunFacts | None" = None) -> list[Finding]:
     """Updates far too small for the weights while there is still a gradient to apply."""
     ratios = _update_ratios(stats)
-    if ratios is None or ratios["top"] > UPDATE_RATIO_HIGH:
+    if ratios is None or ratios["top"] > UPDATE_RATIO_HIGH or updates_were_large(stats):
         return []
     totals = stats.total_grad_norms
     first = next((float(t) for t in totals if math.isfinite(t) and t > 0), None)
