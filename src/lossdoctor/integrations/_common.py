@@ -374,6 +374,7 @@ def training_data_facts(data: Any, notes: list[str]) -> Any:
     The user's data, loader and global RNGs are left as they were; a failure becomes a note
     (``LOSSDOCTOR_STRICT=1`` raises lossdoctor's own bugs)."""
     if data is None:
+        notes.append("data checks skipped: the training data was not found (several loaders, or none): pass data=")
         return None
     try:
         import torch

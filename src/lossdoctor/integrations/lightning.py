@@ -100,11 +100,10 @@ def _total_grad_norm(module: torch.nn.Module):
 
 
 def _train_data(trainer: pl.Trainer) -> Any:
-    """The DataLoader fit trained on (the one ``train_dataloader`` or the datamodule returned); None
-    when there were several (a dict or list of loaders: which one holds the task is not evident)."""
+    """The DataLoader fit trained on (the ``train_dataloaders`` given to fit or the datamodule's, as
+    Lightning loaded it: no user hook is called again); None when there were several (a dict or list
+    of loaders: which one holds the task is not evident)."""
     loaders = trainer.train_dataloader
-    if loaders is None and trainer.datamodule is not None:
-        loaders = trainer.datamodule.train_dataloader()
     return loaders if isinstance(loaders, torch.utils.data.DataLoader) else None
 
 
