@@ -10,8 +10,9 @@ Entry points: how a user would get a report for that recipe. Each is a function
 
 - ``checkup``: ``lossdoctor checkup FILE:build`` (the experiments on copies).
 - ``watch``: the recipe's own training loop, run once with ``lossdoctor.watch(model, optimizer,
-  loss_fn=criterion)`` (the recipe's loss, as the README shows; none when the model computes its
-  loss), and ``doctor.report()`` at the end.
+  loss_fn=criterion, data=train)`` (the recipe's loss, as the README shows, none when the model
+  computes its loss; and the recipe's training data, whose checks run at report time), and
+  ``doctor.report()`` at the end.
 
 A framework callback (Lightning, HF Trainer, Keras) is added the same way: a function that builds
 the recipe (``load_recipe(path)``), trains it through the framework with ``LossDoctorCallback()``
@@ -27,6 +28,8 @@ for ``training_steps(recipe, settings)`` steps and returns the callback's report
   ``{"loss", "logits"}``, trained by ``transformers.Trainer`` with the recipe's optimizer (and
   scheduler; a constant rate otherwise), clip (``max_grad_norm``, 0 when the recipe has none) and
   precision, and ``LossDoctorCallback()``.
+  The Lightning and Hugging Face callbacks check the training data they read from the Trainer's
+  training dataloader at the end of training (the data room's checks), with no argument.
 - ``keras``: Keras cannot train a torch recipe, so it has its own recipes, in ``faults_keras/``
   (``FRAMEWORK_RECIPES``): ``build()`` returns a compiled Keras model and its data, trained by
   ``model.fit(callbacks=[LossDoctorCallback()])`` on the torch backend. An entry point scores only
@@ -134,13 +137,15 @@ def run_watch(path: Path, settings: Settings):
     from lossdoctor.probes.loop import train_run
     from lossdoctor.probes.recipe import normalize_recipe, set_schedule_horizon
 
-    recipe = normalize_recipe(**load_recipe(path))
+    spec = load_recipe(path)
+    recipe = normalize_recipe(**spec)
     steps = run_length(recipe, settings.steps)
     set_schedule_horizon(recipe, steps)
     holder = {}
 
     def start(model, optimizer):
-        holder["doctor"] = lossdoctor.watch(model, optimizer, max_norm=recipe.grad_clip, loss_fn=recipe.loss_fn)
+        holder["doctor"] = lossdoctor.watch(model, optimizer, max_norm=recipe.grad_clip, loss_fn=recipe.loss_fn,
+                                              data=spec["train"])
         return holder["doctor"]
 
     train_run(recipe, label="watched", steps=steps, model=recipe.model, optimizer=recipe.user_optimizer,

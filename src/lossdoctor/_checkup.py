@@ -31,7 +31,7 @@ from .evidence import Curves, RunFacts
 from .findings import Report
 from .internal import report_internal_error
 from .probes.ablations import run_ablation
-from .probes.batches import split_batch
+from .probes.batches import input_matrix, split_batch
 from .probes.batchnorm import run_batchnorm_gradient_check
 from .probes.checks import (
     SAFE_LR_VARIANTS,
@@ -225,16 +225,7 @@ def _features(recipe: Recipe) -> torch.Tensor | None:
     """The training inputs as one (rows, features) tensor for the data checks: the input tensor of
     (X, y) data, or a dict's ``input_ids``; None for inputs that are several tensors."""
     examples = recipe.train
-    if examples.columns is not None:
-        inputs, _ = split_batch(examples.columns)
-    else:
-        inputs, _ = split_batch(examples.batch(torch.arange(examples.n)))
-    if isinstance(inputs, dict):
-        inputs = inputs.get("input_ids", next(iter(inputs.values()), None) if len(inputs) == 1 else None)
-    if not isinstance(inputs, torch.Tensor) or inputs.dim() == 0:
-        return None
-    inputs = inputs.detach().cpu()
-    return inputs.reshape(inputs.shape[0], -1)
+    return input_matrix(examples.columns if examples.columns is not None else examples.batch(torch.arange(examples.n)))
 
 
 def _facts(recipe: Recipe) -> dict[str, Any]:

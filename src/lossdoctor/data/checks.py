@@ -98,8 +98,14 @@ def non_finite_values(data: DataFacts) -> list[Finding]:
 # -- data.constant_feature ---------------------------------------------------------------------
 # Confidence that constant columns explain a loss that will not converge: low, since a network
 # just learns nothing from them; they hurt only through a hand-written (x - mean) / std (NaN).
-# Ranked below the experiments' advisories (optim.optimizer_choice, 0.5 and up).
-CONSTANT_FEATURE_CONFIDENCE = 0.3
+# It is preprocessing advice, not a cause: ranked below the experiments' advisories
+# (optim.optimizer_choice, 0.5 and up) and below every hint the curves or the live watch give about
+# the run itself (the lowest, a possibly too strong regularization, is 0.15): when the data is
+# checked during training, the run's own evidence comes first.
+CONSTANT_FEATURE_CONFIDENCE = 0.1
+# Heavy tails (standardized sparse pixels, incomes) slow learning at most and never stop a loss on
+# their own: advice ranked like constant columns, after any evidence about the run.
+HEAVY_TAILS_CONFIDENCE = 0.1
 
 
 @check
@@ -227,7 +233,7 @@ def heavy_tails(data: DataFacts) -> list[Finding]:
     if other:
         advice.append(f"sklearn.preprocessing.QuantileTransformer(output_distribution='normal') on {_names(other)}")
     return [Finding(
-        "data.unnormalized", "info", 0.5,
+        "data.unnormalized", "info", HEAVY_TAILS_CONFIDENCE,
         title=f"{len(tailed)} feature(s) with heavy tails",
         evidence={"skew": {c.name: c.skew for c in tailed[:MAX_LISTED]}, "skew_limit": SKEW_LIMIT,
                   "distinct_values_limit": HEAVY_TAIL_MIN_DISTINCT},

@@ -234,8 +234,9 @@ def to_table(X: Any, y: Any = None, groups: Any = None, random_state: int = 0, i
         group_name = group_name or (groups.name if isinstance(groups, pd.Series) and groups.name is not None else "group")
     if vocabulary is not None:
         notes.append(f"X holds token ids (integers up to {vocabulary - 1}): they index an embedding, they are not "
-                     "quantities, so the input-scale checks (scales, tails, category codes) do not apply to them "
-                     "and the no-signal baseline and label-noise estimate, which read features as numbers, are skipped")
+                     "quantities, so the input-scale checks (scales, tails, category codes) do not apply to them; "
+                     "the no-signal baseline and label-noise estimate read them as a bag of tokens (the count "
+                     "of each id in a row)")
     return Table(source=source, numeric=numeric, names=names, y=y_arr, groups=g_arr, group_name=str(group_name) if group_name else None,
                  frame=frame, categorical=categorical, row_index=row_index, n_total=n_total, notes=notes,
                  inputs="token_ids" if vocabulary is not None else "features", vocabulary=vocabulary)

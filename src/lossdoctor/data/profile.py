@@ -234,6 +234,27 @@ def _design_matrix(table: Table, rows: np.ndarray) -> np.ndarray:
     return X[:, informative] if informative.any() else X[:, :1] * 0.0
 
 
+# Token ids index an embedding: as numbers they mean nothing, but which ids a row holds is what any
+# text model reads first. The baseline of token ids reads a bag of tokens (how often each id occurs
+# in the row) over the most frequent ids, at most this many, which bounds the matrix at
+# BASELINE_MAX_ROWS x 1,000 (32 MB) whatever the vocabulary; the rarer ids share one last column.
+BAG_OF_TOKENS_MAX_IDS = 1000
+
+
+def _bag_of_tokens(ids: np.ndarray) -> np.ndarray:
+    """(rows, ids) token ids -> (rows, kept ids + 1) counts of each frequent id in each row."""
+    ids = np.asarray(ids, dtype=np.int64)
+    ids = np.where(ids < 0, -1, ids)  # an ignore/padding marker such as -100: one "other" id
+    values, counts = np.unique(ids[ids >= 0], return_counts=True)
+    kept = values[np.argsort(-counts, kind="stable")[:BAG_OF_TOKENS_MAX_IDS]]
+    column = np.full(int(ids.max(initial=0)) + 1, len(kept), dtype=np.int64)
+    column[kept] = np.arange(len(kept))
+    flat = np.where(ids >= 0, column[np.clip(ids, 0, None)], len(kept))
+    bag = np.zeros((ids.shape[0], len(kept) + 1))
+    np.add.at(bag, (np.repeat(np.arange(ids.shape[0]), ids.shape[1]), flat.ravel()), 1.0)
+    return bag[:, bag.max(axis=0) > bag.min(axis=0)] if (bag.max(axis=0) > bag.min(axis=0)).any() else bag[:, :1]
+
+
 def profile_data(X: Any, y: Any = None, groups: Any = None, task: str | None = None, *, baseline: bool = True,
                  random_state: int = 0, inputs: str | None = None) -> DataFacts:
     """Measure ``X`` (and ``y``, ``groups``) once: the evidence every data check reads.
@@ -243,8 +264,9 @@ def profile_data(X: Any, y: Any = None, groups: Any = None, task: str | None = N
     of a column of ``X`` (e.g. the lab type of a long-format lab table). ``task``: "classification",
     "regression" or None (inferred from ``y``). ``baseline=False`` skips the model-based evidence
     (no-signal baseline, label noise). ``inputs``: "features", "token_ids" (integer ids for an
-    embedding layer) or None (inferred: a non-negative integer matrix with a vocabulary larger than
-    a byte's, its columns sharing one id space). The caller's data and the global RNGs are not touched.
+    embedding layer: their scales are not judged and the baseline reads a bag of tokens) or None
+    (inferred: a non-negative integer matrix with a vocabulary larger than a byte's, its columns
+    sharing one id space). The caller's data and the global RNGs are not touched.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -280,8 +302,7 @@ def profile_data(X: Any, y: Any = None, groups: Any = None, task: str | None = N
 
     baseline_facts = label_noise = None
     rows_baseline = None
-    # token ids read as numbers would prove nothing to a baseline (the table's notes say so)
-    if baseline and target is not None and table.inputs != "token_ids":
+    if baseline and target is not None:
         from .checks import LABEL_NOISE_SHARE_LIMIT, significant
 
         rows = _baseline_rows(table.y, target.task, rng, notes)
@@ -293,7 +314,8 @@ def profile_data(X: Any, y: Any = None, groups: Any = None, task: str | None = N
             rows_baseline = int(rows.size)
             if rows.size < table.n_rows:
                 notes.append(f"baseline and label-noise models fit on {rows.size} of {table.n_rows} rows")
-            Xb = _design_matrix(table, rows)
+            # token ids read as numbers would prove nothing: the baseline reads which ids a row holds
+            Xb = _bag_of_tokens(table.numeric[rows]) if table.inputs == "token_ids" else _design_matrix(table, rows)
             yb = classes if classes is not None else np.asarray(table.y[rows], dtype=np.float64)
             t = time.perf_counter()
             baseline_facts = no_signal_baseline(Xb, yb, target.task, significant, random_state)

@@ -6,6 +6,7 @@ where a tensor is handed in; wandb only when the user already imported it).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -155,12 +156,13 @@ def start_watch(model: Any, optimizer: Any = None, **kwargs: Any):
 
 
 def assemble_report(curves: Curves, stats: Any = None, extra: Iterable[Finding] = (), *, source: str,
-                    run: RunFacts | None = None, model: Any = None,
+                    run: RunFacts | None = None, model: Any = None, data: Any = None,
                     metadata: Mapping[str, Any] | None = None) -> Report:
     """One Report from the framework's logged curves, the live watch's read-out (``stats``, a
-    ``WatchStats``), what the callback knows of the run (``run``, a ``RunFacts``) and of the model
-    (``model``, a ``ModelFacts``: the Keras adapter's), through the registry and the differential
-    like every other entry point.
+    ``WatchStats``), what the callback knows of the run (``run``, a ``RunFacts``), of the model
+    (``model``, a ``ModelFacts``: the Keras adapter's) and of the training data (``data``, a
+    ``DataFacts``: ``training_data_facts``), through the registry and the differential like every
+    other entry point.
 
     The verdict comes from the logged curves (they hold the validation loss); when they hold no
     loss at all, the watch's per-step losses are judged instead.
@@ -185,7 +187,7 @@ def assemble_report(curves: Curves, stats: Any = None, extra: Iterable[Finding] 
         declare_chance_level(curves, run)
         meta.setdefault("run", dataclasses.asdict(run))
     analysis = judge(curves) if curves.series else None
-    evidence = Evidence(curves=curves, analysis=analysis, stats=stats, run=run, model=model)
+    evidence = Evidence(curves=curves, analysis=analysis, stats=stats, run=run, model=model, data=data)
     return build_report(evidence, source=source, metadata=meta, plots=plots, extra=extra)
 
 
@@ -297,6 +299,130 @@ def torch_model_facts(model: Any, inputs: Any, targets: Any = None, optimizer: A
         return inspect_model(model, sample_input=inputs, loss_fn=loss_fn, targets=targets, optimizer=optimizer)
     except InputError:  # its forward does not take the batch's inputs (a LightningModule without one)
         return inspect_model(model, loss_fn=loss_fn, targets=targets, optimizer=optimizer)
+
+
+# ------------------------------------------------------------------------------------------------
+# The training data, sampled at report time for the data room's checks (no signal, label noise,
+# class imbalance, scales, NaN/Inf): the same path as checkup's (load_examples, input_matrix,
+# profile_data), on a bounded, seeded sample of rows.
+
+# Rows read from the training data. The data room fits its baseline and label-noise models on at
+# most BASELINE_MAX_ROWS (4,000) rows whatever it is given, and its scale statistics and class counts
+# are settled by a few thousand rows; reading more would only cost the user's __getitem__ and collate
+# calls (file reads, tokenization) at the end of training.
+DATA_SAMPLE_ROWS = 4000
+# The seed of that sample: the same rows on every machine and every run (a generator of its own,
+# never the user's global RNGs).
+DATA_SAMPLE_SEED = 0
+
+
+@contextlib.contextmanager
+def untouched_rngs():
+    """Restore Python's, numpy's and torch's global RNG states (CPU and initialized CUDA devices) on
+    exit: a dataset's __getitem__ or a collate function may draw random numbers (augmentations), and
+    reading the data for the report must not shift the user's next random draw."""
+    import random
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    torch = sys.modules.get("torch")
+    torch_state = torch.get_rng_state() if torch is not None else None
+    cuda_states = torch.cuda.get_rng_state_all() if torch is not None and torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        if torch_state is not None:
+            torch.set_rng_state(torch_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def _bounded_data(data: Any, rng: np.random.Generator) -> tuple[Any, list[str]]:
+    """``data`` with at most DATA_SAMPLE_ROWS items left to read: a DataLoader's dataset is read by
+    index (its sampler, workers and iterators are never touched); column data (tensors, arrays, a
+    TensorDataset) is indexed directly and left whole."""
+    import torch
+    from torch.utils.data import DataLoader, IterableDataset, Subset, TensorDataset
+
+    from ..probes.batches import _columns, _hf_dataset
+
+    loader = data if isinstance(data, DataLoader) else None
+    dataset = loader.dataset if loader is not None else data
+    if isinstance(dataset, IterableDataset):
+        raise InputError("an iterable dataset can only be read by iterating it, which would consume the rows "
+                         "training draws; pass data=(X, y) or a map-style Dataset to have the data checked")
+    if isinstance(dataset, TensorDataset) or _columns(dataset, "data") is not None or isinstance(dataset, torch.Tensor):
+        return data, []
+    try:
+        n = len(dataset)
+    except TypeError:
+        raise InputError(f"{type(dataset).__name__} has no len(): its rows cannot be sampled without "
+                         "iterating it") from None
+    if n <= DATA_SAMPLE_ROWS:
+        return data, []
+    rows = np.sort(rng.choice(n, DATA_SAMPLE_ROWS, replace=False)).tolist()
+    sample = dataset.select(rows) if _hf_dataset(dataset) else Subset(dataset, rows)
+    notes = [f"data checks on a seeded sample of {DATA_SAMPLE_ROWS} of the {n} training rows"]
+    if loader is None:
+        return sample, notes
+    # a loader that is never iterated: it only carries the user's collate function to load_examples
+    return DataLoader(sample, batch_size=loader.batch_size or 1, collate_fn=loader.collate_fn), notes
+
+
+def training_data_facts(data: Any, notes: list[str]) -> Any:
+    """``DataFacts`` of a seeded sample of at most DATA_SAMPLE_ROWS training rows (``data``: a
+    DataLoader, a Dataset, ``(X, y)`` or a dict of columns), or None with the reason in ``notes``.
+    The user's data, loader and global RNGs are left as they were; a failure becomes a note
+    (``LOSSDOCTOR_STRICT=1`` raises lossdoctor's own bugs)."""
+    if data is None:
+        notes.append("data checks skipped: the training data was not found (several loaders, or none): pass data=")
+        return None
+    try:
+        import torch
+
+        from ..data import profile_data
+        from ..probes.batches import input_matrix, load_examples, split_batch
+
+        rng = np.random.default_rng(DATA_SAMPLE_SEED)
+        with untouched_rngs():
+            bounded, sample_notes = _bounded_data(data, rng)
+            examples, _, load_notes = load_examples(bounded, "training data")
+            rows = np.arange(examples.n)
+            if examples.n > DATA_SAMPLE_ROWS:
+                rows = np.sort(rng.choice(examples.n, DATA_SAMPLE_ROWS, replace=False))
+                sample_notes = [f"data checks on a seeded sample of {DATA_SAMPLE_ROWS} of the {examples.n} "
+                                "training rows"]
+            batch = examples.batch(torch.as_tensor(rows, dtype=torch.long))
+        notes += sample_notes + load_notes
+        X = input_matrix(batch)
+        if X is None:
+            notes.append("data checks skipped: the batches hold no single input tensor to profile")
+            return None
+        _, y = split_batch(batch)
+        y = y.detach().cpu() if isinstance(y, torch.Tensor) and y.dim() > 0 and y.shape[0] == X.shape[0] else None
+        # integer inputs are token ids or category codes, as checkup reads them: no scale to judge,
+        # and a baseline on raw ids would prove nothing
+        return profile_data(X, y, inputs=None if X.dtype.is_floating_point else "token_ids")
+    except InputError as exc:
+        notes.append(f"data checks skipped: {exc}")
+    except ImportError as exc:  # a Keras backend without torch, or scikit-learn missing
+        notes.append(f"data checks skipped: not available ({exc})")
+    except Exception as exc:  # noqa: BLE001 - reading the data must never break the user's training
+        if os.environ.get(STRICT_ENV):
+            raise
+        report_internal_error("data checks at the end of training", exc)
+        notes.append(f"data checks skipped: lossdoctor's own error ({type(exc).__name__}: {exc})")
+    return None
+
+
+def data_metadata(facts: Any, notes: list[str]) -> dict[str, Any]:
+    """What the report says of the data it checked (rows read, what was sampled or skipped)."""
+    if facts is None:
+        return {"checked": False, "notes": list(notes)}
+    return {"checked": True, "rows": facts.n_rows, "rows_profiled": facts.rows_profiled,
+            "rows_baseline": facts.rows_baseline, "inputs": facts.inputs,
+            "task": facts.target.task if facts.target is not None else None, "notes": list(notes) + facts.notes}
 
 
 # ------------------------------------------------------------------------------------------------

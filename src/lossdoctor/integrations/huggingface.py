@@ -11,6 +11,10 @@ What it does during ``trainer.train()``:
   goes into ``Curves.meta``, so a divergence right after warm-up is reported as ``optim.lr_too_high``;
 * reads the first training batch's ``labels`` and the model's ``logits`` (dtypes and shapes only),
   so that a classifier's chance level (ln K for K labels) is known to the curve analysis;
+* at the end of training, reads a seeded sample of at most 4,000 rows of the training data (the
+  ``train_dataloader``'s dataset, read by index through the data collator: its sampler and
+  iterators are never touched, the global RNGs are restored) for the data room's checks (no
+  signal, label noise, class imbalance, scales, NaN/Inf);
 * keeps the Report as ``callback.report``, prints it on the main process, writes it as HTML/JSON
   when asked (``html=``, ``json=``), writes the verdict and the finding to fix first to the
   Trainer's ``report_to`` trackers (TensorBoard: text beside the Trainer's own events; MLflow: tags
@@ -42,6 +46,7 @@ from ._common import (
     assemble_report,
     batch_facts,
     calling_instance,
+    data_metadata,
     guarded,
     is_finite_number,
     leave_report,
@@ -50,6 +55,7 @@ from ._common import (
     split_batch,
     start_watch,
     torch_model_facts,
+    training_data_facts,
     write_tensorboard_text,
     write_to_mlflow,
 )
@@ -134,6 +140,10 @@ class LossDoctorCallback(WatchOwner, TrainerCallback):
         check_model: inspect the model on a copy with the first batch, before the first update (output
             layer against the loss and the labels, initialization): "auto" up to 100 million
             parameters, True, or False.
+        check_data: at the end of training, check a seeded sample of the training data (the data
+            room: no signal, label noise, class imbalance, scales; a few seconds of CPU). ``data=``
+            gives the data to check instead of the Trainer's training dataloader (a DataLoader, a
+            Dataset or ``(X, y)``).
         html / json: paths to write the report to at the end of training (main process).
         wandb: write the findings to the active Weights & Biases run, if any (main process).
         tensorboard: passed to ``lossdoctor.watch`` (a log dir for its histograms).
@@ -142,14 +152,14 @@ class LossDoctorCallback(WatchOwner, TrainerCallback):
 
     def __init__(self, every: int | None = None, *, watch_model: bool = True, halt_on_nan: bool = False,
                  print_report: bool = True, log_report: bool = True, check_model: bool | str = "auto",
-                 html: str | None = None,
-                 json: str | None = None, wandb: bool = True, tensorboard: str | None = None,
+                 check_data: bool = True, data: Any = None, html: str | None = None, json: str | None = None, wandb: bool = True, tensorboard: str | None = None,
                  **watch_kwargs: Any) -> None:
         if every is not None and every < 1:
             raise ValueError(f"every must be a positive number of steps, got {every}")
         self.every = every
         self.watch_model, self.halt_on_nan, self.print_report = watch_model, halt_on_nan, print_report
         self.log_report, self.check_model = log_report, check_model
+        self.check_data, self.data = bool(check_data), data
         self.html, self.json, self.wandb = output_path(html, "html"), output_path(json, "json"), bool(wandb)
         self.tensorboard, self.watch_kwargs = tensorboard, watch_kwargs
         self.report: Report | None = None
@@ -279,10 +289,15 @@ class LossDoctorCallback(WatchOwner, TrainerCallback):
         initial = [float(g["initial_lr"]) for g in getattr(raw, "param_groups", []) if "initial_lr" in g]
         if initial:
             run.lr = max(initial)
-        self.report = assemble_report(
-            curves, stats, source="transformers", run=run, model=self._model_facts,
-            metadata={"framework": "transformers", "global_step": state.global_step,
-                      "halted_at_step": self.halted_at, **meta})
+        metadata = {"framework": "transformers", "global_step": state.global_step, "halted_at_step": self.halted_at,
+                    **meta}
+        data = None
+        if self.check_data:
+            notes: list[str] = []
+            data = training_data_facts(self.data if self.data is not None else kwargs.get("train_dataloader"), notes)
+            metadata["data"] = data_metadata(data, notes)
+        self.report = assemble_report(curves, stats, source="transformers", run=run, model=self._model_facts,
+                                      data=data, metadata=metadata)
         if not state.is_world_process_zero:
             return
         if self.log_report:

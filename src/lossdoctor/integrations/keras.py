@@ -17,7 +17,8 @@ What it does during ``fit``:
   ``torch.nn.Module`` there);
 * at the end of ``fit``, judges the curves, the watch's read-out, the model's facts and the run's
   facts (framework, optimizer, rate, clip, dropout, task and class count from the loss and the
-  output width) through the same registry and differential as every other entry point, keeps the
+  output width), and, given ``data=(x, y)`` (a callback cannot see the data ``fit`` receives), a
+  seeded sample of at most 4,000 of its rows in the data room's checks, through the same registry and differential as every other entry point, keeps the
   Report as ``callback.report``, prints it, writes it as HTML/JSON when asked (``html=``, ``json=``),
   as text beside Keras' ``TensorBoard`` callback's logs when one is in the fit, and to the active
   Weights & Biases run.
@@ -34,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ..evidence import LEARNING_RATE, TRAIN_LOSS, VAL_LOSS, RunFacts
 from ..findings import Finding, Report
 from ..model.facts import (ActivationFacts, LayerFacts, LossFacts, ModelFacts, OutputFacts, RegularizationFacts)
@@ -43,11 +45,13 @@ from ._common import (
     WatchOwner,
     assemble_report,
     calling_instance,
+    data_metadata,
     guarded,
     leave_report,
     output_path,
     require,
     start_watch,
+    training_data_facts,
     write_tensorboard_text,
 )
 
@@ -444,19 +448,26 @@ class LossDoctorCallback(WatchOwner, keras.callbacks.Callback):
         print_report: print the report at the end of ``fit``.
         log_report: write the verdict and the finding to fix first beside the logs of a
             ``keras.callbacks.TensorBoard`` in the same fit (as text, in its ``train`` run).
+        data: the training data ``(x, y)`` (arrays or tensors, as given to ``fit``): at the end of
+            ``fit`` a seeded sample of it goes through the data room's checks (no signal, label
+            noise, class imbalance, scales, NaN/Inf; a few seconds of CPU). A callback cannot see
+            the data ``fit`` receives, so without it the data is not checked.
         html / json: paths to write the report to at the end of ``fit``.
         wandb: write the findings to the active Weights & Biases run, if any.
         **watch_kwargs: anything else ``lossdoctor.watch`` takes.
     """
 
     def __init__(self, every: int = 50, *, watch_model: bool = True, halt_on_nan: bool = False,
-                 print_report: bool = True, log_report: bool = True, html: str | None = None,
+                 print_report: bool = True, log_report: bool = True, data: Any = None, html: str | None = None,
                  json: str | None = None, wandb: bool = True, **watch_kwargs: Any) -> None:
         super().__init__()
         if every < 1:
             raise ValueError(f"every must be a positive number of batches, got {every}")
         self.every, self.watch_model, self.halt_on_nan = int(every), watch_model, halt_on_nan
         self.print_report, self.log_report, self.watch_kwargs = print_report, log_report, watch_kwargs
+        if data is not None and not (isinstance(data, (tuple, list)) and len(data) == 2):
+            raise InputError(f"data= must be the training data as (x, y), as given to fit(); got {type(data).__name__}")
+        self.data = data
         self.html, self.json, self.wandb = output_path(html, "html"), output_path(json, "json"), bool(wandb)
         self.report: Report | None = None
         self.halted_at: int | None = None
@@ -541,10 +552,15 @@ class LossDoctorCallback(WatchOwner, keras.callbacks.Callback):
         self._close_watch()
         curves = self._recorder.to_curves(run=self.model.name, source="keras", meta={"format": "keras"})
         run = keras_run_facts(self.model, self._model_facts)
-        self.report = assemble_report(
-            curves, stats, self._findings, source="keras", run=run, model=self._model_facts,
-            metadata={"framework": "keras", "backend": keras.backend.backend(), "steps": self._step + 1,
-                      "halted_at_step": self.halted_at})
+        metadata = {"framework": "keras", "backend": keras.backend.backend(), "steps": self._step + 1,
+                    "halted_at_step": self.halted_at}
+        data = None
+        if self.data is not None:
+            notes: list[str] = []
+            data = training_data_facts(self.data, notes)
+            metadata["data"] = data_metadata(data, notes)
+        self.report = assemble_report(curves, stats, self._findings, source="keras", run=run,
+                                      model=self._model_facts, data=data, metadata=metadata)
         if self.log_report:
             for log_dir in self._tensorboard_dirs:
                 write_tensorboard_text(log_dir, self.report, self._step + 1)

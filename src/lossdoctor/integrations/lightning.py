@@ -12,6 +12,10 @@ What it does during ``trainer.fit``:
   model on a copy with that batch before the first update (the model room's checks: initialization,
   output layer against the targets);
 * hands every step's loss to the watch (its spike and warm-up evidence);
+* at the end of fit, reads a seeded sample of at most 4,000 rows of the training data (the
+  ``train_dataloader``'s dataset, read by index through its collate function: its sampler and
+  iterators are never touched, the global RNGs are restored) for the data room's checks (no
+  signal, label noise, class imbalance, scales, NaN/Inf);
 * at the end of fit, judges the curves, the watch's read-out and the run's facts through the same
   registry and differential as every other entry point, keeps the Report as ``callback.report``,
   prints it, writes it as HTML/JSON when asked (``html=``, ``json=``), writes the verdict and the
@@ -36,6 +40,7 @@ from ._common import (
     WatchOwner,
     assemble_report,
     batch_facts,
+    data_metadata,
     guarded,
     leave_report,
     output_path,
@@ -45,6 +50,7 @@ from ._common import (
     start_watch,
     summary_fields,
     torch_model_facts,
+    training_data_facts,
     write_to_mlflow,
 )
 
@@ -93,6 +99,14 @@ def _total_grad_norm(module: torch.nn.Module):
     return torch.linalg.vector_norm(torch.stack([n.to(first) for n in norms]))
 
 
+def _train_data(trainer: pl.Trainer) -> Any:
+    """The DataLoader fit trained on (the ``train_dataloaders`` given to fit or the datamodule's, as
+    Lightning loaded it: no user hook is called again); None when there were several (a dict or list
+    of loaders: which one holds the task is not evident)."""
+    loaders = trainer.train_dataloader
+    return loaders if isinstance(loaders, torch.utils.data.DataLoader) else None
+
+
 class LossDoctorCallback(WatchOwner, pl.Callback):
     """Diagnose a Lightning run while it trains; the Report is ``callback.report`` after ``fit``.
 
@@ -106,6 +120,10 @@ class LossDoctorCallback(WatchOwner, pl.Callback):
         log_report: write the verdict and the finding to fix first to the Trainer's loggers (rank 0).
         check_model: inspect the model on a copy with the first batch (output layer against the
             targets, initialization): "auto" up to 100 million parameters, True, or False.
+        check_data: at the end of fit, check a seeded sample of the training data (the data room:
+            no signal, label noise, class imbalance, scales; a few seconds of CPU). ``data=`` gives
+            the data to check instead of the Trainer's ``train_dataloader`` (a DataLoader, a
+            Dataset or ``(X, y)``).
         html / json: paths to write the report to at the end of fit (rank 0).
         wandb: write the findings to the active Weights & Biases run, if any (rank 0).
         tensorboard: passed to ``lossdoctor.watch`` (a log dir for its histograms).
@@ -114,9 +132,9 @@ class LossDoctorCallback(WatchOwner, pl.Callback):
 
     def __init__(self, every: int = 50, *, val_key: str | None = None, train_key: str | None = None,
                  watch_model: bool = True, halt_on_nan: bool = False, print_report: bool = True,
-                 log_report: bool = True, check_model: bool | str = "auto", html: str | None = None,
-                 json: str | None = None, wandb: bool = True, tensorboard: str | None = None,
-                 **watch_kwargs: Any) -> None:
+                 log_report: bool = True, check_model: bool | str = "auto", check_data: bool = True,
+                 data: Any = None, html: str | None = None, json: str | None = None, wandb: bool = True,
+                 tensorboard: str | None = None, **watch_kwargs: Any) -> None:
         super().__init__()
         if every < 1:
             raise ValueError(f"every must be a positive number of batches, got {every}")
@@ -124,6 +142,7 @@ class LossDoctorCallback(WatchOwner, pl.Callback):
         self.val_key, self.train_key = val_key, train_key
         self.watch_model, self.halt_on_nan = watch_model, halt_on_nan
         self.print_report, self.log_report, self.check_model = print_report, log_report, check_model
+        self.check_data, self.data = bool(check_data), data
         self.html, self.json, self.wandb = output_path(html, "html"), output_path(json, "json"), bool(wandb)
         self.tensorboard, self.watch_kwargs = tensorboard, watch_kwargs
         self.report: Report | None = None
@@ -228,8 +247,13 @@ class LossDoctorCallback(WatchOwner, pl.Callback):
                     "halted_at_step": self.halted_at}
         optimizer = trainer.optimizers[0] if len(trainer.optimizers) == 1 else None
         run = RunFacts.of_torch("lightning", pl_module, optimizer, self._max_norm, **(self._batch_facts or {}))
+        data = None
+        if self.check_data:
+            notes: list[str] = []
+            data = training_data_facts(self.data if self.data is not None else _train_data(trainer), notes)
+            metadata["data"] = data_metadata(data, notes)
         self.report = assemble_report(curves, stats, source="lightning", run=run, model=self._model_facts,
-                                      metadata=metadata)
+                                      data=data, metadata=metadata)
         if not trainer.is_global_zero:
             return
         if self.log_report:

@@ -168,7 +168,7 @@ class Watch:
                  max_norm: float | None = None, histograms_every: int | None = None,
                  save_last_finite: str | os.PathLike | None = None, nan_check: str = "auto", scaler=None,
                  html: str | os.PathLike | None = None, json: str | os.PathLike | None = None, wandb: bool = True,
-                 loss_fn=None, check_model: bool | str = "auto"):
+                 loss_fn=None, check_model: bool | str = "auto", data: Any = None):
         from ..integrations._common import output_path
 
         if not isinstance(model, nn.Module):
@@ -206,6 +206,11 @@ class Watch:
         self.save_last_finite = os.fspath(save_last_finite) if save_last_finite is not None else None
         self.nan_check = nan_check
         self.html, self.json, self.wandb = output_path(html, "html"), output_path(json, "json"), bool(wandb)
+        # the training data, checked by the data room once, at the first report (never per step)
+        if data is not None and not (isinstance(data, (tuple, list, dict)) or hasattr(data, "__getitem__")
+                                     or hasattr(data, "dataset")):
+            raise InputError(f"data= must be a DataLoader, a Dataset or (X, y), got {type(data).__name__}")
+        self.data, self._data_facts, self._data_notes = data, None, None
         self.step_count = 0
         self._started = False
         self._closed = False
@@ -417,7 +422,17 @@ class Watch:
             if run.num_classes is None and stats.num_classes:
                 run = replace(run, num_classes=stats.num_classes)
         analysis = judge(curves) if curves.series else None
-        return Evidence(curves=curves, analysis=analysis, stats=stats, run=run, model=self._model_at_init.facts)
+        return Evidence(curves=curves, analysis=analysis, stats=stats, run=run, model=self._model_at_init.facts,
+                        data=self._training_data())
+
+    def _training_data(self):
+        """The DataFacts of ``data=`` (a seeded, bounded sample, read once; None without data)."""
+        if self.data is not None and self._data_notes is None:
+            from ..integrations._common import training_data_facts
+
+            self._data_notes = []
+            self._data_facts = training_data_facts(self.data, self._data_notes)
+        return self._data_facts
 
     def _build_report(self, curves=None, run=None, source: str = "lossdoctor.watch", metadata=None, extra=()):
         from ..assemble import build_report
@@ -429,6 +444,10 @@ class Watch:
                 "world_size": stats.world_size, "nan_check": stats.meta["nan_check"], **(metadata or {})}
         if self._model_at_init.skipped:
             meta["model_check_skipped"] = self._model_at_init.skipped
+        if self.data is not None:
+            from ..integrations._common import data_metadata
+
+            meta["data"] = data_metadata(self._data_facts, self._data_notes or [])
         return build_report(evidence, source=source, metadata=meta, plots=stats_plots(stats), extra=extra)
 
     def findings(self):
@@ -702,7 +721,7 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, ever
           histograms_every: int | None = None, save_last_finite: str | os.PathLike | None = None,
           nan_check: str = "auto", scaler=None, html: str | os.PathLike | None = None,
           json: str | os.PathLike | None = None, wandb: bool = True, loss_fn=None,
-          check_model: bool | str = "auto") -> Watch:
+          check_model: bool | str = "auto", data: Any = None) -> Watch:
     """Watch a training run: ``with lossdoctor.watch(model, optimizer) as doctor: ...``.
 
     ``every``: steps between read-outs (one step in ``every`` is instrumented in full).
@@ -724,9 +743,13 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, ever
     does not fit the loss (a softmax before ``CrossEntropyLoss``) is not judged. A loss module is also
     observed at its first training call, for the targets (a plain loop passes them only to the loss;
     ``labels`` passed to the model are seen without it). Not needed when the model computes its loss.
+    ``data``: the training data (a DataLoader, a Dataset or ``(X, y)``). At the first report (never
+    per step) a seeded sample of at most 4,000 rows is read by index, through the loader's collate
+    function (its sampler and iterators untouched, the global RNGs restored), and goes through the
+    data room's checks: no signal, label noise, class imbalance, scales, NaN/Inf (a few seconds of CPU).
     Call ``start()`` yourself when not using ``with``; ``close()`` removes every hook.
     """
     return Watch(model, optimizer, every=every, tensorboard=tensorboard, halt_on_nan=halt_on_nan,
                  max_norm=max_norm, histograms_every=histograms_every, save_last_finite=save_last_finite,
                  nan_check=nan_check, scaler=scaler, html=html, json=json, wandb=wandb, loss_fn=loss_fn,
-                 check_model=check_model)
+                 check_model=check_model, data=data)

@@ -107,6 +107,18 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
     return batch, None
 
 
+def input_matrix(batch: Any) -> torch.Tensor | None:
+    """A batch's inputs as one (rows, features) tensor on the host, for the data checks: the input
+    tensor of (X, y) data, or a dict's ``input_ids``; None for inputs that are several tensors."""
+    inputs, _ = split_batch(batch)
+    if isinstance(inputs, dict):
+        inputs = inputs.get("input_ids", next(iter(inputs.values()), None) if len(inputs) == 1 else None)
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() == 0:
+        return None
+    inputs = inputs.detach().cpu()
+    return inputs.reshape(inputs.shape[0], -1)
+
+
 def call_model(model: torch.nn.Module, inputs: Any) -> Any:
     """The model on its inputs: keyword arguments for a dict, positional for a tuple of inputs."""
     if isinstance(inputs, dict):
