@@ -100,6 +100,17 @@ def _not_from_the_inputs(cause: Finding, symptom: Finding, evidence: Evidence) -
     return symptom.evidence.get("produced_by") != "inputs"
 
 
+def _before_any_update(finding: Finding) -> bool:
+    """A NaN produced at step 0 with the weights still finite came before the first update (an operation
+    such as sqrt or log fed a value outside its domain): no learning rate can have caused it."""
+    return finding.code == GRAD_NAN and finding.evidence.get("step") == 0 \
+        and finding.evidence.get("weights_finite") is True
+
+
+def _not_from_the_inputs_after_an_update(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    return _not_from_the_inputs(cause, symptom, evidence) and not _before_any_update(symptom)
+
+
 def _from_the_inputs(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
     produced_by = symptom.evidence.get("produced_by")
     return produced_by == "inputs" or (produced_by in (None, "unknown") and symptom.evidence.get("step") in (0, 1))
@@ -243,7 +254,7 @@ EXPLANATIONS: tuple[Explanation, ...] = (
     Explanation(LR_HIGH, LOGIT_OVERFLOW, "oversized updates grow the output weights until exp() of the "
                 "largest logit overflows", _grew_during_training),
     Explanation(LR_HIGH, GRAD_NAN, "the update that overflowed wrote NaN/Inf into the weights",
-                _not_from_the_inputs),
+                _not_from_the_inputs_after_an_update),
     Explanation(LR_HIGH, DEAD, "an oversized update pushes the units below zero for every input and they "
                 "never recover", _not_before_the_rate_blew_up),
     Explanation(LR_HIGH, SATURATED, "oversized updates drive the pre-activations into the flat tails of "
@@ -425,6 +436,24 @@ def _demote_refuted(findings: list[Finding], evidence: Evidence) -> None:
             f.evidence["refuted_by"] = {"experiment": r.by, **r.evidence}
 
 
+def _demote_nan_guesses_the_watch_refuted(findings: list[Finding]) -> None:
+    """A curve only guesses why its loss became NaN (the rate, the data); the watch that located the
+    first NaN settles it: produced by an operation of the model from finite inputs, it was not the
+    data; at step 0 with the weights still finite, it came before any update, so not the rate. A
+    refuted guess stays as info, with the evidence that refuted it."""
+    located = next((f for f in findings if f.code == GRAD_NAN and f.source.startswith("watch:")
+                    and f.evidence.get("inputs_finite") is True), None)
+    if located is None:
+        return
+    refuted = {DATA_NAN} | ({LR_HIGH} if _before_any_update(located) else set())
+    for f in findings:
+        if f.code in refuted and f.source.startswith("curves:") and f.severity != "info":
+            f.severity = "info"
+            f.evidence["refuted_by"] = {"finding": located.source, "step": located.evidence.get("step"),
+                                        "module": located.evidence.get("module"), "inputs_finite": True,
+                                        "weights_finite": located.evidence.get("weights_finite")}
+
+
 def _rank_key(f: Finding) -> tuple:
     return f.sort_key()
 
@@ -433,6 +462,7 @@ def differential(findings: list[Finding], evidence: Evidence) -> list[Finding]:
     """The findings with each symptom under its root cause, ranked (see the module docstring)."""
     findings = _drop_settled_speculation(list(findings), evidence)
     _demote_refuted(findings, evidence)
+    _demote_nan_guesses_the_watch_refuted(findings)
     for f in findings:
         f.explained_by = None
     serious = [f for f in findings if f.severity != "info"]
