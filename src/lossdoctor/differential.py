@@ -233,6 +233,18 @@ def _full_precision_trains(cause: Finding, symptom: Finding, evidence: Evidence)
                 and not failed(probes, probes.run("ablation:full_precision")))
 
 
+# Set on a watch's optim.amp_scale_collapse when the same watch saw no too-high update: the scaler's
+# overflow is then the measured mechanism of the run's non-finite values, not the rate.
+NO_TOO_HIGH_UPDATE_SEEN = "no_too_high_update_seen"
+
+
+def _precision_measured_to_blame(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    """float16's range is to blame where full precision trains (the checkup's experiment), or where the
+    watch measured the scaler overflowing on every step and no update too large: the non-finite
+    gradients are the overflows the scaler skipped."""
+    return _full_precision_trains(cause, symptom, evidence) or bool(cause.evidence.get(NO_TOO_HIGH_UPDATE_SEEN))
+
+
 def _precision_not_to_blame(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
     return not _full_precision_trains(cause, symptom, evidence)
 
@@ -268,12 +280,14 @@ EXPLANATIONS: tuple[Explanation, ...] = (
                 "high", _rate_blew_up_despite_clip),
     # Mixed precision whose range the values outgrow (float16 overflows above 65504, its exp above ~11):
     # where the same recipe trains in full precision at the same rate, the rate only looks too high.
-    *(Explanation(AMP, symptom, why, _full_precision_trains) for symptom, why in (
-        (LR_HIGH, "in full precision the same rate trains: it looks too high only because float16 overflows"),
+    *(Explanation(AMP, symptom, why, _precision_measured_to_blame) for symptom, why in (
+        (LR_HIGH, "the NaN/Inf come from float16's range, not from oversized updates: the rate only looks "
+                  "too high because float16 overflows"),
         (LOGIT_OVERFLOW, "float16's exp() overflows above ~11, float32's above ~88: the same logits are finite "
                          "in full precision"),
-        (GRAD_NAN, "the value that turned Inf overflows float16's range; in full precision it stays finite"),
-        (EXPLODING, "the gradients that blow up overflow float16; in full precision the same run trains"),
+        (GRAD_NAN, "the value that turned Inf overflows float16's range (largest finite 65504): the scaler "
+                   "skips such steps and halves its scale"),
+        (EXPLODING, "the gradient norms that blow up are float16 overflows, which the scaler skips"),
     )),
     # Gradient clipping that hides a too-high rate (the seed: it makes the optimal rate hard to find).
     Explanation(CLIP, LR_HIGH, "the clip keeps the too-high rate from blowing up and makes it learn slowly "
@@ -362,6 +376,8 @@ SEPARATING_EXPERIMENTS: dict[frozenset[str], str] = {
     "lower the rate.",
     frozenset({BAD_INIT, ACTIVATION}): "Fix the activation first (it is structural), then re-check the "
     "gradients at step 0.",
+    frozenset({AMP, LR_HIGH}): "Rerun the same recipe in float32 at the same rate (or `lossdoctor checkup`, "
+    "which does): if it trains, float16's range was the cause; if it still blows up, lower the rate.",
 }
 
 
@@ -441,6 +457,7 @@ def _demote_nan_guesses_the_watch_refuted(findings: list[Finding]) -> None:
     first NaN settles it: produced by an operation of the model from finite inputs, it was not the
     data; at step 0 with the weights still finite, it came before any update, so not the rate. A
     refuted guess stays as info, with the evidence that refuted it."""
+    _demote_the_rate_guess_under_a_measured_scaler_collapse(findings)
     located = next((f for f in findings if f.code == GRAD_NAN and f.source.startswith("watch:")
                     and f.evidence.get("inputs_finite") is True), None)
     if located is None:
@@ -452,6 +469,23 @@ def _demote_nan_guesses_the_watch_refuted(findings: list[Finding]) -> None:
             f.evidence["refuted_by"] = {"finding": located.source, "step": located.evidence.get("step"),
                                         "module": located.evidence.get("module"), "inputs_finite": True,
                                         "weights_finite": located.evidence.get("weights_finite")}
+
+
+def _demote_the_rate_guess_under_a_measured_scaler_collapse(findings: list[Finding]) -> None:
+    """Under float16 the watch measures both suspects of a NaN loss: the grad scaler (overflow on every
+    step) and the updates (spikes, update-to-weight ratio). When it saw the scaler collapse and no
+    too-high update, the curve's "a NaN loss is usually the rate" is a guess the measurements do not
+    support: it stays as info, and float32 at the same rate is the experiment that settles it."""
+    collapse = next((f for f in findings if f.code == AMP and f.source.startswith("watch:")
+                     and f.severity != "info"), None)
+    if collapse is None or any(f.code == LR_HIGH and f.source.startswith("watch:") for f in findings):
+        return
+    collapse.evidence[NO_TOO_HIGH_UPDATE_SEEN] = True
+    for f in findings:
+        if f.code == LR_HIGH and f.source.startswith("curves:") and f.severity != "info":
+            f.severity = "info"
+            f.evidence["refuted_by"] = {"finding": collapse.source, "watched_updates": "no too-high update seen",
+                                        "separating_experiment": separating_experiment(AMP, LR_HIGH)}
 
 
 def _rank_key(f: Finding) -> tuple:

@@ -125,3 +125,52 @@ def test_grad_scaler_and_clip_observation_end_with_the_watch(fail):
                 raise RuntimeError("user code failed")
     assert GradScaler.update is original_update
     assert torch.nn.utils.clip_grad_norm_ is original_clip
+
+
+class _HandWrittenSoftmax(nn.Module):
+    """log(exp(s) / sum exp(s)) without subtracting the maximum (a ported paper's softmax): under float16
+    exp() overflows once a score passes ~11; ``stable`` is the same model with log_softmax in float32."""
+
+    def __init__(self, stable: bool):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+        self.stable = stable
+
+    def forward(self, x):
+        scores = self.body(x)
+        if self.stable:
+            return torch.log_softmax(scores.float(), dim=-1)
+        e = torch.exp(scores)
+        return torch.log(e / e.sum(dim=-1, keepdim=True))
+
+
+def _train_softmax(stable: bool, steps: int = 200):
+    model = _HandWrittenSoftmax(stable)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)  # a usual rate: the rate is not the fault
+    scaler = torch.amp.GradScaler("cpu")
+    with lossdoctor.watch(model, opt, every=10) as doctor:
+        for idx in batches(steps):
+            with torch.autocast("cpu", dtype=torch.float16):
+                loss = nn.functional.nll_loss(model(X[idx] * 4), Y[idx])
+            opt.zero_grad()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            doctor.step(loss)
+    return doctor.report()
+
+
+def test_a_float16_overflow_at_a_usual_rate_names_the_scaler_collapse_not_the_rate():
+    report = _train_softmax(stable=False)
+    assert report.top.code == "optim.amp_scale_collapse" and report.top.source.startswith("watch:")
+    assert not [f for f in report.findings if f.code == "optim.lr_too_high" and f.severity != "info"]
+    for f in report.findings:
+        if f.code in ("grad.non_finite", "optim.lr_too_high"):
+            assert f.explained_by == "optim.amp_scale_collapse"
+
+
+def test_the_same_model_with_a_stable_softmax_is_clean_under_float16():
+    report = _train_softmax(stable=True)
+    assert "optim.amp_scale_collapse" not in report.codes
+    assert warnings_of(report) == []
