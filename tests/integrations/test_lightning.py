@@ -258,3 +258,25 @@ def test_the_same_classifier_at_a_sound_rate_is_clean(digits):
     callback, _ = fit(DigitsClassifier(lr=0.1), train, val, epochs=4)
     assert callback.report.verdict == "converging", callback.report.to_text()
     assert callback.report.warnings() == []
+
+
+def test_dropout_that_keeps_a_converging_training_loss_above_validation_is_named_as_a_hint(digits):
+    # the seed's "regularization blinding your sight": the run trains, but the training loss (units
+    # dropped) stays far above the validation loss (none dropped): dropout off is the experiment
+    train, val = torch.utils.data.random_split(digits, [1400, 397], generator=torch.Generator().manual_seed(0))
+    callback, _ = fit(DigitsClassifier(dropout=0.6), train, val, epochs=6)
+    report = callback.report
+    assert report.top.code == "model.regularization_too_strong", report.to_text()
+    if report.verdict == "converging":  # a hint with its experiment; a run that does not fit gets the warning
+        ev = report.top.evidence
+        assert report.top.severity == "info" and "dropout 0" in report.top.remedy
+        assert ev["train_loss_end"] > ev["val_loss_end"]
+    else:
+        assert report.verdict in ("underfitting", "stalled") and report.top.severity == "warning"
+
+
+def test_the_same_classifier_without_dropout_gets_no_such_hint(digits):
+    train, val = torch.utils.data.random_split(digits, [1400, 397], generator=torch.Generator().manual_seed(0))
+    callback, _ = fit(DigitsClassifier(dropout=0.0), train, val, epochs=6)
+    assert callback.report.verdict == "converging"
+    assert "model.regularization_too_strong" not in callback.report.codes
