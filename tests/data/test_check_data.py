@@ -292,3 +292,30 @@ def test_an_interaction_random_splits_miss_is_judged_by_boosted_trees_and_stays_
     facts = find_label_noise(X, y, np.arange(len(y)), share_limit=LABEL_NOISE_SHARE_LIMIT)
     assert facts.models_tried["LogisticRegression"]["share"] > 0.3 and facts.models_tried["ExtraTrees"]["share"] > 0.2
     assert facts.model == "HistGradientBoosting" and facts.share < 0.05 and facts.skill > 0.5
+
+
+def _long_format_wine(per_type_normalized: bool):
+    """Long-format lab-style rows from the wine measurements: (one-hot of the measurement type, value),
+    as a tensor pipeline feeds them (no string column to group by). The target: is the value above its
+    type's median."""
+    X, _ = load_wine(return_X_y=True)
+    n, k = X.shape
+    if per_type_normalized:
+        X = (X - X.mean(0)) / X.std(0)
+    kinds = np.tile(np.arange(k), n)
+    values = X.reshape(-1)
+    target = (values > np.median(X, axis=0)[kinds]).astype(np.int64)
+    return np.column_stack([np.eye(k)[kinds], values]).astype(np.float32), target
+
+
+def test_a_one_hot_encoded_type_is_recognised_as_the_group_whose_units_differ():
+    features, target = _long_format_wine(per_type_normalized=False)
+    report = check_data(features, target)
+    mixed = next(f for f in report.findings if f.code == "data.mixed_units")
+    assert mixed.severity == "warning" and mixed.evidence["group_col"].startswith("one-hot")
+    assert mixed.evidence["std_spread"] > 100 * mixed.evidence["threshold"]
+
+
+def test_the_same_rows_normalized_per_type_have_no_mixed_units():
+    features, target = _long_format_wine(per_type_normalized=True)
+    assert "data.mixed_units" not in check_data(features, target).codes

@@ -168,6 +168,8 @@ def _group_scales(table: Table, sample_rows: np.ndarray, columns: list[ColumnFac
             if 2 <= levels <= min(MAX_GROUPS, n // MIN_GROUP_ROWS):
                 keys[name] = table.frame[name].to_numpy()
     if not keys:
+        keys.update(_one_hot_key(table, sample_rows, columns, col_index))
+    if not keys:
         return []
     values = [(c, j) for c, j in zip(columns, col_index) if not c.binary][:MAX_VALUE_COLUMNS]
     out = []
@@ -190,6 +192,27 @@ def _group_scales(table: Table, sample_rows: np.ndarray, columns: list[ColumnFac
                 n_small_groups=int((stats["count"] < MIN_GROUP_ROWS).sum()),
             ))
     return sorted(out, key=lambda g: -g.scale_spread)
+
+
+def _one_hot_key(table: Table, sample_rows: np.ndarray, columns: list[ColumnFacts],
+                 col_index: list[int]) -> dict[str, np.ndarray]:
+    """A categorical key that arrives one-hot encoded (a tensor has no string columns: the measurement
+    type of long-format lab data, a store or a sensor id): the 0/1 columns of which exactly one is 1
+    on every row are one key, its level the column that is set. Only one such block is recognised
+    (with two, every row sums to 2 and none is taken: per-group scales are then not judged)."""
+    block = [(c, j) for c, j in zip(columns, col_index) if c.binary]
+    if len(block) < 2:
+        return {}
+    onehot = table.numeric[:, [j for _, j in block]]
+    sample = onehot[sample_rows]
+    if not (np.isin(sample, (0.0, 1.0)).all() and np.all(sample.sum(axis=1) == 1)):
+        return {}
+    levels = int((sample.sum(axis=0) > 0).sum())
+    if not 2 <= levels <= min(MAX_GROUPS, table.n_rows // MIN_GROUP_ROWS):
+        return {}
+    names = [c.name for c, _ in block]
+    key = np.asarray(names, dtype=object)[np.argmax(onehot, axis=1)]
+    return {f"one-hot {names[0]}..{names[-1]}": key}
 
 
 def _baseline_rows(y: np.ndarray, task: str, rng: np.random.Generator, notes: list[str]) -> np.ndarray:
