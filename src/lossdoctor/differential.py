@@ -101,10 +101,12 @@ def _not_from_the_inputs(cause: Finding, symptom: Finding, evidence: Evidence) -
 
 
 def _before_any_update(finding: Finding) -> bool:
-    """A NaN produced at step 0 with the weights still finite came before the first update (an operation
-    such as sqrt or log fed a value outside its domain): no learning rate can have caused it."""
-    return finding.code == GRAD_NAN and finding.evidence.get("step") == 0 \
-        and finding.evidence.get("weights_finite") is True
+    """A NaN the watch saw at step 0 (exactly: not a read-out window's first step), in the forward pass
+    or in the gradients of that step, came from the initial weights before the first update (an
+    operation such as sqrt or log fed a value outside its domain): no learning rate can have caused it."""
+    ev = finding.evidence
+    return finding.code == GRAD_NAN and finding.source.startswith("watch:") and ev.get("step") == 0 \
+        and ev.get("step_exact") is not False and ev.get("weights_finite") is not False
 
 
 def _not_from_the_inputs_after_an_update(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
@@ -459,10 +461,11 @@ def _demote_nan_guesses_the_watch_refuted(findings: list[Finding]) -> None:
     refuted guess stays as info, with the evidence that refuted it."""
     _demote_the_rate_guess_under_a_measured_scaler_collapse(findings)
     located = next((f for f in findings if f.code == GRAD_NAN and f.source.startswith("watch:")
-                    and f.evidence.get("inputs_finite") is True), None)
+                    and (f.evidence.get("inputs_finite") is True or _before_any_update(f))), None)
     if located is None:
         return
-    refuted = {DATA_NAN} | ({LR_HIGH} if _before_any_update(located) else set())
+    refuted = ({DATA_NAN} if located.evidence.get("inputs_finite") is True else set()) \
+        | ({LR_HIGH} if _before_any_update(located) else set())
     for f in findings:
         if f.code in refuted and f.source.startswith("curves:") and f.severity != "info":
             f.severity = "info"
