@@ -589,6 +589,14 @@ def rate_blew_up(stats: WatchStats) -> dict[str, Any] | None:
             return None
     elif not (from_the_updates or _turned_near_the_peak(stats, spike)):
         return None
+    # the rate's damage began at the first update that overwrote a layer, if one came before the spike:
+    # that is its onset (a spike found later in a run already thrown off is a consequence, and where it
+    # falls depends on float noise, not on the cause)
+    rewrite = rewriting_update(stats)
+    if rewrite is not None and rewrite["large_update_step"] < spike["onset_step"]:
+        spike.update(large_update_step=rewrite["large_update_step"], onset_step=rewrite["large_update_step"],
+                     update_to_weight_ratio=rewrite["update_to_weight_ratio"],
+                     rewrite_threshold=rewrite["rewrite_threshold"])
     return spike
 
 
