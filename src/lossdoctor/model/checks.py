@@ -434,6 +434,11 @@ def constant_or_symmetric_weights(model: ModelFacts) -> list[Finding]:
     return findings
 
 
+# The confidence of a moderate weight-scale note on a model with normalization layers: below the curve
+# and watch hints (0.2 and up), so that the standard 0.02 init of a transformer never outranks them.
+NORMALIZED_SCALE_ADVICE_CONFIDENCE = 0.15
+
+
 @check
 def weight_scale_off(model: ModelFacts) -> list[Finding]:
     """Weight RMS far from the He / LeCun / Glorot std for the layer's fan-in and activation."""
@@ -448,11 +453,12 @@ def weight_scale_off(model: ModelFacts) -> list[Finding]:
         worst = max(off, key=lambda layer: abs(math.log10(layer.scale_ratio)))
         severe = abs(math.log10(worst.scale_ratio)) >= math.log10(WEIGHT_SCALE_SEVERE_FACTOR)
         # normalization layers rescale activations after each block (transformers init at std 0.02
-        # whatever the width): a moderate mis-scale is then advice, not a warning
+        # whatever the width): a moderate mis-scale is then advice, not a warning, ranked under every
+        # hint about the run itself (the curve hints start at 0.2)
         normalized = bool(model.regularization.batch_norm or model.regularization.other_norm)
         severity = "error" if severe else ("info" if normalized else "warning")
         findings.append(Finding(
-            "model.bad_init", severity, 0.9 if severe else (0.4 if normalized else 0.7),
+            "model.bad_init", severity, 0.9 if severe else (NORMALIZED_SCALE_ADVICE_CONFIDENCE if normalized else 0.7),
             title="Weights are initialized far from the scale their activation needs",
             evidence={"layers": {layer.name: {"weight_rms": layer.weight_rms, "expected_std": layer.expected_std,
                                               "ratio": layer.scale_ratio, "scheme": layer.scheme,
