@@ -454,24 +454,28 @@ def _demote_refuted(findings: list[Finding], evidence: Evidence) -> None:
             f.evidence["refuted_by"] = {"experiment": r.by, **r.evidence}
 
 
+def _demote_curve_guesses(findings: list[Finding], codes: set[str], refuted_by: dict) -> None:
+    """A curve check's guess (``curves:`` source) at one of ``codes`` that a measurement refuted stays
+    as info, with the measurement that refuted it."""
+    for f in findings:
+        if f.code in codes and f.source.startswith("curves:") and f.severity != "info":
+            f.severity = "info"
+            f.evidence["refuted_by"] = dict(refuted_by)
+
+
 def _demote_nan_guesses_the_watch_refuted(findings: list[Finding]) -> None:
     """A curve only guesses why its loss became NaN (the rate, the data); the watch that located the
     first NaN settles it: produced by an operation of the model from finite inputs, it was not the
-    data; at step 0 with the weights still finite, it came before any update, so not the rate. A
-    refuted guess stays as info, with the evidence that refuted it."""
-    _demote_the_rate_guess_under_a_measured_scaler_collapse(findings)
+    data; at step 0, from the initial weights, it came before any update, so not the rate."""
     located = next((f for f in findings if f.code == GRAD_NAN and f.source.startswith("watch:")
                     and (f.evidence.get("inputs_finite") is True or _before_any_update(f))), None)
     if located is None:
         return
     refuted = ({DATA_NAN} if located.evidence.get("inputs_finite") is True else set()) \
         | ({LR_HIGH} if _before_any_update(located) else set())
-    for f in findings:
-        if f.code in refuted and f.source.startswith("curves:") and f.severity != "info":
-            f.severity = "info"
-            f.evidence["refuted_by"] = {"finding": located.source, "step": located.evidence.get("step"),
-                                        "module": located.evidence.get("module"), "inputs_finite": True,
-                                        "weights_finite": located.evidence.get("weights_finite")}
+    _demote_curve_guesses(findings, refuted, {
+        "finding": located.source, "step": located.evidence.get("step"), "module": located.evidence.get("module"),
+        "inputs_finite": located.evidence.get("inputs_finite"), "weights_finite": located.evidence.get("weights_finite")})
 
 
 def _demote_the_rate_guess_under_a_measured_scaler_collapse(findings: list[Finding]) -> None:
@@ -484,11 +488,9 @@ def _demote_the_rate_guess_under_a_measured_scaler_collapse(findings: list[Findi
     if collapse is None or any(f.code == LR_HIGH and f.source.startswith("watch:") for f in findings):
         return
     collapse.evidence[NO_TOO_HIGH_UPDATE_SEEN] = True
-    for f in findings:
-        if f.code == LR_HIGH and f.source.startswith("curves:") and f.severity != "info":
-            f.severity = "info"
-            f.evidence["refuted_by"] = {"finding": collapse.source, "watched_updates": "no too-high update seen",
-                                        "separating_experiment": separating_experiment(AMP, LR_HIGH)}
+    _demote_curve_guesses(findings, {LR_HIGH}, {
+        "finding": collapse.source, "watched_updates": "no too-high update seen",
+        "separating_experiment": separating_experiment(AMP, LR_HIGH)})
 
 
 def _rank_key(f: Finding) -> tuple:
@@ -499,6 +501,7 @@ def differential(findings: list[Finding], evidence: Evidence) -> list[Finding]:
     """The findings with each symptom under its root cause, ranked (see the module docstring)."""
     findings = _drop_settled_speculation(list(findings), evidence)
     _demote_refuted(findings, evidence)
+    _demote_the_rate_guess_under_a_measured_scaler_collapse(findings)
     _demote_nan_guesses_the_watch_refuted(findings)
     for f in findings:
         f.explained_by = None
