@@ -4,6 +4,8 @@ float16 and bfloat16, and torch.amp.GradScaler("cpu") is the scaler a GPU run us
 paths (the overflow flags and the scale stay tensors until the read-out) exercised by
 nan_check="readout"."""
 import contextlib
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +14,8 @@ from torch.amp.grad_scaler import GradScaler
 
 import lossdoctor
 from watch_training import X, Y, batches, mlp, warnings_of
+
+FAULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "faults"
 
 
 def train_amp(model, lr, steps=150, dtype=torch.float16, scaler=True, optimizer="sgd", inputs=None, every=10,
@@ -127,42 +131,23 @@ def test_grad_scaler_and_clip_observation_end_with_the_watch(fail):
     assert torch.nn.utils.clip_grad_norm_ is original_clip
 
 
-class _HandWrittenSoftmax(nn.Module):
-    """log(exp(s) / sum exp(s)) without subtracting the maximum (a ported paper's softmax): under float16
-    exp() overflows once a score passes ~11; ``stable`` is the same model with log_softmax in float32."""
 
-    def __init__(self, stable: bool):
-        super().__init__()
-        torch.manual_seed(0)
-        self.body = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
-        self.stable = stable
-
-    def forward(self, x):
-        scores = self.body(x)
-        if self.stable:
-            return torch.log_softmax(scores.float(), dim=-1)
-        e = torch.exp(scores)
-        return torch.log(e / e.sum(dim=-1, keepdim=True))
+def _softmax_classifier(stable: bool) -> nn.Module:
+    """The fault suite's model (benchmarks/faults/_amp.py): log(exp(s) / sum exp(s)) without subtracting
+    the maximum, which overflows float16 once a score passes ~11; ``stable`` is log_softmax in float32."""
+    sys.path.insert(0, str(FAULTS))
+    try:
+        from _amp import SoftmaxClassifier
+    finally:
+        sys.path.remove(str(FAULTS))
+    torch.manual_seed(0)
+    return SoftmaxClassifier(hidden=128, stable=stable)
 
 
-def _train_softmax(stable: bool, steps: int = 200):
-    model = _HandWrittenSoftmax(stable)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)  # a usual rate: the rate is not the fault
-    scaler = torch.amp.GradScaler("cpu")
-    with lossdoctor.watch(model, opt, every=10) as doctor:
-        for idx in batches(steps):
-            with torch.autocast("cpu", dtype=torch.float16):
-                loss = nn.functional.nll_loss(model(X[idx] * 4), Y[idx])
-            opt.zero_grad()
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            doctor.step(loss)
-    return doctor.report()
-
-
+# a usual rate for Adam (the rate is not the fault); inputs x4 drive the scores past float16's exp limit.
+# cross_entropy of log-probabilities equals their NLL: the loss is the one the fault suite uses.
 def test_a_float16_overflow_at_a_usual_rate_names_the_scaler_collapse_not_the_rate():
-    report = _train_softmax(stable=False)
+    report, _ = train_amp(_softmax_classifier(stable=False), lr=3e-3, steps=200, optimizer="adam", inputs=X * 4)
     assert report.top.code == "optim.amp_scale_collapse" and report.top.source.startswith("watch:")
     assert not [f for f in report.findings if f.code == "optim.lr_too_high" and f.severity != "info"]
     for f in report.findings:
@@ -171,6 +156,6 @@ def test_a_float16_overflow_at_a_usual_rate_names_the_scaler_collapse_not_the_ra
 
 
 def test_the_same_model_with_a_stable_softmax_is_clean_under_float16():
-    report = _train_softmax(stable=True)
+    report, _ = train_amp(_softmax_classifier(stable=True), lr=3e-3, steps=200, optimizer="adam", inputs=X * 4)
     assert "optim.amp_scale_collapse" not in report.codes
     assert warnings_of(report) == []
