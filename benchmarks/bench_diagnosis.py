@@ -27,7 +27,8 @@ for ``training_steps(recipe, settings)`` steps and returns the callback's report
 - ``huggingface``: the recipe's model in a tiny HF-style module whose ``forward(**batch)`` returns
   ``{"loss", "logits"}``, trained by ``transformers.Trainer`` with the recipe's optimizer (and
   scheduler; a constant rate otherwise), clip (``max_grad_norm``, 0 when the recipe has none) and
-  precision, and ``LossDoctorCallback()``.
+  precision, and ``LossDoctorCallback()``. Without CUDA a recipe with a GradScaler is not applicable
+  (accelerate makes no scaler on the CPU: fp16 there is another run than the recipe's).
   The Lightning and Hugging Face callbacks check the training data they read from the Trainer's
   training dataloader at the end of training (the data room's checks), with no argument.
 - ``keras``: Keras cannot train a torch recipe, so it has its own recipes, in ``faults_keras/``
@@ -249,6 +250,11 @@ def run_huggingface(path: Path, settings: Settings):
     from lossdoctor.probes.batches import logits_of
 
     spec, recipe, steps = _torch_recipe(path, settings)
+    if recipe.scaler is not None and not torch.cuda.is_available():
+        # accelerate creates a GradScaler only on an accelerator: on the CPU, fp16=True is autocast with no
+        # scaler, a different run from the recipe's (its overflow writes NaN into the weights instead of
+        # being skipped; tests/integrations cover that run)
+        raise NotApplicable("the HF Trainer runs float16 without a GradScaler on the CPU")
 
     class ReturnsLoss(nn.Module):
         """A tiny HF-style model: forward(**batch) returns the loss and the logits."""

@@ -2,10 +2,12 @@
 
 CPU, 2 threads. Models: a CNN (3x32x32, batch 64, three 3x3 conv+ReLU+pool, two linear), an MLP
 (784-512-512-10, batch 128), "tiny" (16-16-10, batch 8: almost no compute, so its "+us" column is
-each tool's own cost per step), and two mixed-precision runs of a smaller MLP (256-256-256-10,
-batch 64; CPU float16 matmuls are emulated and slow, hence the smaller model): "bf16" under
-``torch.autocast("cpu", dtype=torch.bfloat16)`` and "fp16" under float16 autocast with a
-``torch.amp.GradScaler("cpu")``. Variants, interleaved step by step in a shuffled order so that load
+each tool's own cost per step), and mixed-precision runs: "bf16" is the MLP under
+``torch.autocast("cpu", dtype=torch.bfloat16)`` (the same model as "mlp": the ratio between the two
+rows is what mixed precision adds); "fp16" is a smaller MLP (256-256-256-10, batch 64: CPU float16
+matmuls are emulated and slow) under float16 autocast with a ``torch.amp.GradScaler("cpu")``;
+"bf16_small" is that smaller MLP under bfloat16 (a ~1 ms step, where lossdoctor's fixed per-step
+cost, the "+us" column, shows most). Variants, interleaved step by step in a shuffled order so that load
 from other processes hits all of them alike:
 
   bare            the plain loop
@@ -19,7 +21,7 @@ to bare (the figure of merit), the added microseconds, the paired ratio (median 
 variant/bare in the same round: robust to drifting load), and the ratio of means (which includes
 lossdoctor's instrumented steps and read-outs).
 
-Usage: python benchmarks/bench_monitor.py [--steps 200] [--models cnn,mlp,tiny,bf16,fp16] [--threads 2]
+Usage: python benchmarks/bench_monitor.py [--steps 200] [--models cnn,mlp,tiny,bf16,fp16,bf16_small] [--threads 2]
 """
 from __future__ import annotations
 
@@ -67,7 +69,8 @@ def small_mlp() -> nn.Module:
 
 # name -> (builder, input shape, autocast dtype or None)
 MODELS = {"cnn": (cnn, (64, 3, 32, 32), None), "mlp": (mlp, (128, 784), None), "tiny": (tiny, (8, 16), None),
-          "bf16": (small_mlp, (64, 256), torch.bfloat16), "fp16": (small_mlp, (64, 256), torch.float16)}
+          "bf16": (mlp, (128, 784), torch.bfloat16), "fp16": (small_mlp, (64, 256), torch.float16),
+          "bf16_small": (small_mlp, (64, 256), torch.bfloat16)}
 
 
 class Loop:
@@ -158,7 +161,7 @@ def bench(name: str, steps: int) -> dict[str, list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="measured steps per variant (default 200)")
-    parser.add_argument("--models", default="cnn,mlp,tiny,bf16,fp16")
+    parser.add_argument("--models", default="cnn,mlp,tiny,bf16,fp16,bf16_small")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

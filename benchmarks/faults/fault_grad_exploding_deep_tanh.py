@@ -1,10 +1,13 @@
 """Fault: twenty-four tanh layers with weights 8x the LeCun scale (the chaotic regime): activations stay
-bounded by tanh, but the gradient grows by five orders of magnitude from the last layer to the first."""
+bounded by tanh, but the gradient grows by five orders of magnitude from the last layer to the first.
+
+The root cause is the initialization (the fix is the LeCun/Xavier scale); the exploding gradient is its
+symptom, present from step 0, and a report must show ``grad.exploding`` under ``model.bad_init``."""
 import torch
 from _common import digits
 from torch import nn
 
-EXPECTED = "grad.exploding"
+EXPECTED = "model.bad_init"
 
 
 def build():

@@ -182,6 +182,14 @@ def user_lr(finding: Finding, evidence: Evidence) -> float | None:
     return None
 
 
+def _overflow_located(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
+    """The watch located the first NaN in an exp() overflow (the logit check's ``nan_from_overflow``);
+    a gradient norm explained by it is one that turned NaN/Inf, not one that grew."""
+    if not cause.evidence.get(NAN_FROM_OVERFLOW):
+        return False
+    return symptom.code != EXPLODING or "first_non_finite_step" in symptom.evidence
+
+
 def _usual_rate(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
     """Inputs far from unit scale make a usual rate too high; an unusual rate is its own cause."""
     lr = user_lr(symptom, evidence)
@@ -238,6 +246,9 @@ def _full_precision_trains(cause: Finding, symptom: Finding, evidence: Evidence)
 # Set on a watch's optim.amp_scale_collapse when the same watch saw no too-high update: the scaler's
 # overflow is then the measured mechanism of the run's non-finite values, not the rate.
 NO_TOO_HIGH_UPDATE_SEEN = "no_too_high_update_seen"
+# The logit check's flag: the first NaN is an exp() overflow located by the watch (monitor/checks.py
+# writes it; the differential reads it here, without importing the monitor).
+NAN_FROM_OVERFLOW = "nan_from_overflow"
 
 
 def _precision_measured_to_blame(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
@@ -291,6 +302,11 @@ EXPLANATIONS: tuple[Explanation, ...] = (
                    "skips such steps and halves its scale"),
         (EXPLODING, "the gradient norms that blow up are float16 overflows, which the scaler skips"),
     )),
+    # An exp() whose logits passed their dtype's limit: the watch located the NaN in that operation.
+    Explanation(LOGIT_OVERFLOW, GRAD_NAN, "exp() of a logit past its dtype's limit is Inf, and Inf/Inf is NaN: "
+                "the first NaN came from that operation on finite inputs and weights", _overflow_located),
+    Explanation(LOGIT_OVERFLOW, EXPLODING, "the gradient norm is NaN/Inf because the overflow's NaN reached the "
+                "gradients, not because it grew", _overflow_located),
     # Gradient clipping that hides a too-high rate (the seed: it makes the optimal rate hard to find).
     Explanation(CLIP, LR_HIGH, "the clip keeps the too-high rate from blowing up and makes it learn slowly "
                 "and unstably instead", _clip_kept_it_finite),
@@ -421,9 +437,11 @@ def _updates_were_large(evidence: Evidence) -> bool:
 
 
 def _drop_settled_speculation(findings: list[Finding], evidence: Evidence) -> list[Finding]:
-    """A curve check's info hint ("not settled by the log: try X") is dropped once X has run, or once
-    a cause that excludes X is established (a too-low rate, also once the watch saw large updates)."""
+    """A curve check's info hint ("not settled by the log: try X") is dropped once X has run, once X is
+    established by a finding of its own (the hint would list the cause twice), or once a cause that
+    excludes X is established (a too-low rate, also once the watch saw large updates)."""
     settled = _settled_codes(evidence) | {f.code for f in findings if f.source.startswith("probe:")}
+    settled |= {f.code for f in findings if f.severity != "info"}
     settled |= {EXCLUDES[f.code] for f in findings if f.code in EXCLUDES and f.severity != "info"}
     if _updates_were_large(evidence):
         settled.add(LR_LOW)
@@ -493,6 +511,19 @@ def _demote_the_rate_guess_under_a_measured_scaler_collapse(findings: list[Findi
         "separating_experiment": separating_experiment(AMP, LR_HIGH)})
 
 
+def _demote_the_rate_guess_under_a_located_overflow(findings: list[Finding]) -> None:
+    """The watch replayed the step that turned NaN and found it in an operation on finite inputs and
+    weights, with the logits past their exp limit: that overflow is measured. Without a too-high
+    update seen by the watch, the curve's "a NaN loss is usually the rate" stays as info."""
+    overflow = next((f for f in findings if f.code == LOGIT_OVERFLOW and f.source.startswith("watch:")
+                     and f.evidence.get(NAN_FROM_OVERFLOW)), None)
+    if overflow is None or any(f.code == LR_HIGH and f.source.startswith("watch:") for f in findings):
+        return
+    _demote_curve_guesses(findings, {LR_HIGH}, {
+        "finding": overflow.source, "largest_logit": overflow.evidence.get("largest_logit"),
+        "dtype": overflow.evidence.get("dtype"), "watched_updates": "no too-high update seen"})
+
+
 def _rank_key(f: Finding) -> tuple:
     return f.sort_key()
 
@@ -503,6 +534,7 @@ def differential(findings: list[Finding], evidence: Evidence) -> list[Finding]:
     _demote_refuted(findings, evidence)
     _demote_the_rate_guess_under_a_measured_scaler_collapse(findings)
     _demote_nan_guesses_the_watch_refuted(findings)
+    _demote_the_rate_guess_under_a_located_overflow(findings)
     for f in findings:
         f.explained_by = None
     serious = [f for f in findings if f.severity != "info"]

@@ -73,6 +73,17 @@ def test_a_healthy_float16_run_with_its_scaler_is_clean():
     assert warnings_of(report) == []  # logits past the float16 exp limit are a note under autocast
 
 
+def test_everyday_logits_of_a_healthy_float16_run_do_not_escalate_the_schedule():
+    # a quarter of float16's exp limit (2.8) is an everyday logit, and autocast runs the loss's softmax in
+    # float32: the logits are judged against float32's limit (a quarter of it: 22) before the watch
+    # instruments every step
+    _, doctor = train_amp(mlp(), lr=0.02)
+    stats = doctor.stats()
+    largest = max(value for _, value, _ in stats.logits)
+    assert 0.25 * 11.09 < largest < 0.25 * 88.72 * 0.8
+    assert all(step % 10 == 0 for step in stats.sample_steps)
+
+
 def test_the_device_path_reads_the_scaler_at_read_out(collapsed):
     report, doctor = train_amp(mlp(), lr=5.0, nan_check="readout")
     assert doctor.stats().meta["nan_check"] == "at read-out"
@@ -158,4 +169,29 @@ def test_a_float16_overflow_at_a_usual_rate_names_the_scaler_collapse_not_the_ra
 def test_the_same_model_with_a_stable_softmax_is_clean_under_float16():
     report, _ = train_amp(_softmax_classifier(stable=True), lr=3e-3, steps=200, optimizer="adam", inputs=X * 4)
     assert "optim.amp_scale_collapse" not in report.codes
+    assert warnings_of(report) == []
+
+
+# float16 autocast with no GradScaler (what the HF Trainer runs on a CPU): the overflow is not skipped,
+# it writes NaN into the weights. The watch replays the step and finds the NaN in the model's own
+# operation on finite inputs and weights, with the logits past float16's exp limit: the overflow is
+# the root, the NaN under it, and the curve's "a NaN loss is usually the rate" stays a guess.
+def test_a_float16_overflow_without_a_scaler_names_the_logit_overflow_not_the_rate():
+    report, _ = train_amp(_softmax_classifier(stable=False), lr=3e-3, steps=200, optimizer="adam", inputs=X * 4,
+                          scaler=False)
+    top = report.top
+    assert top.code == "model.logit_overflow" and top.severity == "error", report.codes
+    assert top.evidence["nan_from_overflow"] is True and top.evidence["dtype"] == "torch.float16"
+    # exp() summed over the 10 classes overflows once the largest logit is within ln 10 of the limit
+    assert top.evidence["classes"] == 10
+    assert top.evidence["logit_at_nan"] >= top.evidence["exp_sum_limit"]
+    nan = next(f for f in report.findings if f.code == "grad.non_finite")
+    assert nan.explained_by == "model.logit_overflow"
+    assert not [f for f in report.findings if f.code == "optim.lr_too_high" and f.severity != "info"]
+
+
+def test_the_same_model_with_a_stable_softmax_and_no_scaler_is_clean():
+    report, _ = train_amp(_softmax_classifier(stable=True), lr=3e-3, steps=200, optimizer="adam", inputs=X * 4,
+                          scaler=False)
+    assert "grad.non_finite" not in report.codes
     assert warnings_of(report) == []

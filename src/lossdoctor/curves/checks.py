@@ -36,6 +36,16 @@ GRAD_EXPLODE_ERROR_RATIO = 1000.0
 # The seed: "optimal learning rate can be between 0.0001 to 0.1". Below a tenth of that range, a
 # run that does not learn points at the learning rate.
 LR_TOO_LOW = 1e-5
+# Adam-family, RMSprop and Lion normalize each element's step: the first step moves every weight by the
+# learning rate itself, whatever the gradient's scale (later ones by up to about that). A run that
+# does not learn at a rate at least this many times the typical weight (the median RMS of its weight
+# layers) takes steps as large as its weights: the rate, not a floor of the data, is the first suspect.
+ADAPTIVE_STEP_OVER_WEIGHT = 1.0
+# ... ranked above the other "not settled" hints and the model room's mild notes: it rests on the
+# optimizer's known step and the weights measured, not on how often a cause is the answer.
+ADAPTIVE_RATE_HINT_CONFIDENCE = 0.45
+# optimizer class names (lower case) whose step is normalized per element
+ADAPTIVE_OPTIMIZER_MARKS = ("adam", "rmsprop", "lion")
 # float32 exp overflows above ln(3.4e38) = 88.7: logits near it turn softmax into Inf/NaN
 # (the seed's exp(100) = Inf).
 FLOAT32_EXP_LIMIT = 88.7
@@ -245,10 +255,30 @@ def blew_up_then_stuck_at_chance(curves: Curves, analysis: CurveAnalysis) -> lis
     ]
 
 
+def _adaptive_step_over_weight(max_lr: float | None, run: RunFacts | None,
+                               model: "ModelFacts | None") -> dict[str, Any] | None:
+    """The rate of a per-element-normalized optimizer against the typical weight of the model's Linear
+    and Conv layers, when it is at least ADAPTIVE_STEP_OVER_WEIGHT."""
+    if not max_lr or run is None or not run.optimizer or model is None:
+        return None
+    if not any(mark in run.optimizer.lower() for mark in ADAPTIVE_OPTIMIZER_MARKS):
+        return None
+    sizes = [layer.weight_rms for layer in model.layers if layer.scale_checked and layer.weight_rms > 0]
+    if not sizes:
+        return None
+    typical = float(np.median(sizes))
+    ratio = max_lr / typical
+    if ratio < ADAPTIVE_STEP_OVER_WEIGHT:
+        return None
+    return {"max_lr": max_lr, "optimizer": run.optimizer, "median_weight_rms": typical, "step_over_weight": ratio,
+            "threshold": ADAPTIVE_STEP_OVER_WEIGHT}
+
+
 @check
 def no_progress_causes(curves: Curves, analysis: CurveAnalysis, run: RunFacts | None = None,
                        model: ModelFacts | None = None) -> list[Finding | Event]:
-    """Underfitting / stalled: a tiny learning rate shows in the log; the rest needs an experiment.
+    """Underfitting / stalled: a tiny learning rate shows in the log, and so does an adaptive
+    optimizer's rate above its weights' size (with the model's facts); the rest needs an experiment.
     Regularization is named only where the run is not known to have none."""
     if analysis.verdict not in ("underfitting", "stalled"):
         return []
@@ -258,7 +288,20 @@ def no_progress_causes(curves: Curves, analysis: CurveAnalysis, run: RunFacts | 
     findings = []
     lr = curves.get(LEARNING_RATE)
     max_lr = float(np.nanmax(lr.values)) if lr is not None and len(lr) and np.isfinite(lr.values).any() else None
-    if max_lr is not None and 0 < max_lr < LR_TOO_LOW:
+    if max_lr is None and run is not None and run.lr:
+        max_lr = float(run.lr)
+    step_over_weight = _adaptive_step_over_weight(max_lr, run, model)
+    if step_over_weight is not None:
+        findings.append(Finding(
+            "optim.lr_too_high", "info", ADAPTIVE_RATE_HINT_CONFIDENCE,
+            title=(f"Not settled by the log: {run.optimizer} at a rate of {max_lr:.3g} takes steps "
+                   f"{step_over_weight['step_over_weight']:.2g}x the size of its weights"),
+            evidence={**evidence, **step_over_weight},
+            remedy=(f"Experiment that settles it: rerun at {max_lr / 10:.2g} and {max_lr / 100:.2g} "
+                    f"({run.optimizer} moves each weight by about the rate per step, here more than the weights' "
+                    "typical size); if the loss now falls, keep the rate that learns fastest."),
+        ))
+    elif max_lr is not None and 0 < max_lr < LR_TOO_LOW:
         findings.append(Finding(
             "optim.lr_too_low", "warning", 0.6,
             title=f"The learning rate never exceeded {max_lr:.2g}",

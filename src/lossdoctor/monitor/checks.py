@@ -144,12 +144,17 @@ def logit_overflow(stats: WatchStats, run: "RunFacts | None" = None) -> list[Fin
         return []
     step, value, dtype = max(seen, key=lambda t: t[1])
     limit = EXP_OVERFLOW_LIMIT.get(dtype, FLOAT32_LIMIT)
+    pace = _logit_pace([(s, v) for s, v, _ in seen])
+    heading = pace["runaway"]
+    at_nan = None if heading else _logits_that_overflowed(stats, limit)
+    overflowed = at_nan is not None
+    if overflowed and at_nan[1] > value:
+        step, value = at_nan
     fraction = value / limit
     if fraction < LOGIT_INFO_FRACTION:
         return []
-    pace = _logit_pace([(s, v) for s, v, _ in seen])
-    heading, past = pace["runaway"], fraction >= 1.0
-    if past and heading:
+    past = fraction >= 1.0
+    if (past and heading) or overflowed:
         severity = "error"
     elif heading or value >= FLOAT32_LIMIT:
         severity = "warning"
@@ -163,12 +168,20 @@ def logit_overflow(stats: WatchStats, run: "RunFacts | None" = None) -> list[Fin
                 "fraction_of_limit": fraction, **pace, "info_fraction": LOGIT_INFO_FRACTION,
                 "largest_logit_before_nan": (stats.non_finite or {}).get("largest_logit_before"),
                 "output_layer": stats.logit_layer, "autocast": stats.autocast,
-                "logit_trend": [[s, v] for s, v, _ in seen][-10:]}
+                "logit_trend": [[s, v] for s, v, _ in seen][-10:], NAN_FROM_OVERFLOW: overflowed}
+    if overflowed:
+        classes = stats.num_classes or 1
+        evidence.update(logit_at_nan=at_nan[1], nan_step=at_nan[0], classes=classes,
+                        exp_sum_limit=limit - math.log(classes))
     stable = advice.stable_loss(run)
     if severity == "info":
         where_harmless = "with a loss on raw logits" if not stats.autocast else "where the loss runs in float32"
         remedy = (f"Harmless {where_harmless}; exp()/softmax of these logits computed by hand in {short_dtype} "
                   f"overflows: {stable or 'compute it in float32'}.")
+    elif overflowed:
+        remedy = (f"The first NaN/Inf came from an operation of the model on finite inputs and weights, with "
+                  f"logits past {short_dtype}'s exp limit: compute softmax/exp stably "
+                  f"({stable or 'log_softmax, or subtract the maximum first'}), in float32 under autocast.")
     else:
         steps_text = []
         if heading:
@@ -184,9 +197,34 @@ def logit_overflow(stats: WatchStats, run: "RunFacts | None" = None) -> list[Fin
     return [Finding(
         "model.logit_overflow", severity, min(0.9, 0.4 + 0.4 * min(fraction, 1.25)),
         title=f"The largest output logit reached {text} ({_share_of_limit(fraction)} the "
-              f"{short_dtype} exp overflow limit {limit}{trend})",
+              f"{short_dtype} exp overflow limit {limit}{trend})"
+              + (f": at step {at_nan[0]} logits of {at_nan[1]:.3g} over {stats.num_classes or 1} classes "
+                 f"overflowed the sum of exp() into the first NaN/Inf" if overflowed else ""),
         evidence=evidence, where=stats.logit_layer, remedy=remedy,
     )]
+
+
+# Evidence key: the first NaN/Inf is an overflow of the logits' exp (see _logits_that_overflowed).
+NAN_FROM_OVERFLOW = "nan_from_overflow"
+
+
+def _logits_that_overflowed(stats: WatchStats, limit: float) -> tuple[int, float] | None:
+    """(step, largest logit) when the watch's replay of the first NaN/Inf step found it in an operation
+    on finite inputs and weights that took the output layer's logits (the layer's output or that of
+    the container it ends), and those were high enough for the sum of exp() over the K classes to
+    pass the dtype's range (largest logit + ln K >= the exp limit): a hand-written softmax overflowed.
+    Not a log(0) or sqrt(-1) elsewhere in the model."""
+    origin = stats.non_finite or {}
+    value, module, layer = origin.get("last_output_absmax"), origin.get("last_output_module"), stats.logit_layer
+    if not (origin.get("produced_by") == "operation" and origin.get("inputs_finite") is True
+            and origin.get("weights_finite") is True and layer is not None and isinstance(module, str)
+            and (module == layer or layer.startswith(module + ".")) and isinstance(value, (int, float))
+            and math.isfinite(value) and isinstance(origin.get("step"), int)):
+        return None
+    classes = stats.num_classes or 1
+    if value + math.log(classes) < limit:
+        return None
+    return origin["step"], float(value)
 
 
 def _inputs_look_standardized(stats: WatchStats) -> bool:

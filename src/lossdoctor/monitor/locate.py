@@ -122,10 +122,15 @@ def origin_from_trace(trace: list[TraceEntry], raw_inputs_finite: bool | None) -
             produced_by, detail = "operation", ("its inputs and weights were finite: its own computation "
                                                 "overflowed or hit an undefined value (log/sqrt/division)")
         before = [e.output_absmax for e in trace[:i] if e.output_absmax is not None]
+        # the output that finished last before it: what a functional operation in the forward code (a
+        # hand-written softmax after the output layer) took as its input
+        last = next((e for e in reversed(trace[:i]) if e.output_absmax is not None), None)
         return {
             "module": entry.name, "module_type": entry.type, "produced_by": produced_by, "detail": detail,
             "in": "forward", "inputs_finite": entry.inputs_finite, "weights_finite": entry.weights_finite,
             "largest_finite_output_before": max(before) if before else None,
+            "last_output_module": last.name if last is not None else None,
+            "last_output_absmax": last.output_absmax if last is not None else None,
         }
     return None
 

@@ -6,7 +6,10 @@ import math
 from .stats import EXP_OVERFLOW_LIMIT, Record
 
 # Escalation: instrument every step until the next read-out once the largest logit passes this share
-# of the dtype's exp overflow limit, or the gradient norm grew this many times over its first value,
+# of the exp overflow limit of the dtype the softmax runs in (float32 under autocast, which runs
+# softmax and the losses in float32 whatever the logits' dtype: a quarter of float16's limit is 2.8,
+# an everyday logit, and judging float16 logits by it instrumented most steps of every healthy float16
+# run; a hand-written exp that overflows float16 is caught by the NaN sentinel and the scaler anyway), or the gradient norm grew this many times over its first value,
 # and the sign is new (above ESCALATE_NEW_HIGH times the previous high). A run that stays in that
 # state is escalated at most MAX_ESCALATIONS times, which bounds the cost to a few read-out windows.
 ESCALATE_LOGIT_FRACTION = 0.25
@@ -35,7 +38,8 @@ class Schedule:
         for s in record.samples:
             if self.first_total_norm is None and math.isfinite(s.total_grad_norm) and s.total_grad_norm > 0:
                 self.first_total_norm = s.total_grad_norm
-            limit = EXP_OVERFLOW_LIMIT.get(s.logit_dtype or "", EXP_OVERFLOW_LIMIT["torch.float32"])
+            softmax_dtype = "torch.float32" if s.autocast else (s.logit_dtype or "torch.float32")
+            limit = EXP_OVERFLOW_LIMIT.get(softmax_dtype, EXP_OVERFLOW_LIMIT["torch.float32"])
             logit = s.logit_absmax if s.logit_absmax is not None and math.isfinite(s.logit_absmax) else None
             norm = s.total_grad_norm if math.isfinite(s.total_grad_norm) else None
             if logit is not None:

@@ -24,6 +24,21 @@ if TYPE_CHECKING:
     from .inventory import Inventory, ModuleInfo
 
 
+# A gradient this small (an output layer's bias: one value per class) is read as Python floats and
+# summed there: about half the cost of a tensor reduction plus its read on the CPU, where this runs
+# every step. Larger ones take the one tensor reduction, whose cost does not grow with a list.
+LIST_SUM_MAX_NUMEL = 64
+
+
+def grad_is_finite(grad: torch.Tensor) -> bool:
+    """Whether a CPU gradient holds no NaN/Inf, read at once. One sum: a NaN/Inf makes it non-finite.
+    The Python sum is in float64 (no float32 overflow); a tensor sum that overflowed float32 while
+    every value is finite is told apart by the exact check, which runs only then."""
+    if grad.numel() <= LIST_SUM_MAX_NUMEL:
+        return math.isfinite(sum(grad.reshape(-1).tolist()))
+    return math.isfinite(float(grad.sum())) or bool(torch.isfinite(grad).all())
+
+
 class NanSentinel:
     def __init__(self, inventory: "Inventory", immediate: bool) -> None:
         self.inv = inventory
@@ -33,6 +48,7 @@ class NanSentinel:
         self.flags: list[tuple[int, torch.Tensor]] = []
         self.last_input: tuple | None = None
         self.root_called = False
+        self._device_type = inventory.device.type
 
     @property
     def found(self) -> bool:
@@ -43,7 +59,7 @@ class NanSentinel:
         accelerator the NaN is seen at the read-out, when the batch is long gone)."""
         self.root_called = True
         if self.immediate:
-            self.last_input = (args, kwargs, autocast_state(self.inv.device.type))
+            self.last_input = (args, kwargs, autocast_state(self._device_type))
 
     def _smallest_grad(self) -> torch.Tensor | None:
         for p in self.inv.sentinels:
@@ -59,9 +75,7 @@ class NanSentinel:
         if grad is None and closure_loss is None:
             return False
         if self.immediate:
-            # one reduction: a NaN/Inf makes the sum non-finite; a finite sum that overflowed is told
-            # apart by the exact check, which runs only then
-            bad = grad is not None and not math.isfinite(float(grad.sum())) and not bool(torch.isfinite(grad).all())
+            bad = grad is not None and not grad_is_finite(grad)
             return bad or (closure_loss is not None and not bool(torch.isfinite(closure_loss).all()))
         if grad is not None:
             self.flags.append((step, torch.isfinite(grad).all()))
