@@ -496,32 +496,26 @@ def _demote_nan_guesses_the_watch_refuted(findings: list[Finding]) -> None:
         "inputs_finite": located.evidence.get("inputs_finite"), "weights_finite": located.evidence.get("weights_finite")})
 
 
-def _demote_the_rate_guess_under_a_measured_scaler_collapse(findings: list[Finding]) -> None:
-    """Under float16 the watch measures both suspects of a NaN loss: the grad scaler (overflow on every
-    step) and the updates (spikes, update-to-weight ratio). When it saw the scaler collapse and no
-    too-high update, the curve's "a NaN loss is usually the rate" is a guess the measurements do not
-    support: it stays as info, and float32 at the same rate is the experiment that settles it."""
-    collapse = next((f for f in findings if f.code == AMP and f.source.startswith("watch:")
-                     and f.severity != "info"), None)
-    if collapse is None or any(f.code == LR_HIGH and f.source.startswith("watch:") for f in findings):
+def _demote_the_rate_guess_a_measured_mechanism_explains(findings: list[Finding]) -> None:
+    """The watch measures what turned a run NaN and both suspects of the curve's "a NaN loss is usually
+    the rate": the mechanism (a float16 grad scaler overflowing on every step, or an exp() overflow
+    its replay located in the operation that took the logits) and the updates (spikes, the
+    update-to-weight ratio). When it measured the mechanism and no too-high update, the rate guess is
+    one the measurements do not support: it stays as info, with what refuted it."""
+    if any(f.code == LR_HIGH and f.source.startswith("watch:") for f in findings):
         return
-    collapse.evidence[NO_TOO_HIGH_UPDATE_SEEN] = True
-    _demote_curve_guesses(findings, {LR_HIGH}, {
-        "finding": collapse.source, "watched_updates": "no too-high update seen",
-        "separating_experiment": separating_experiment(AMP, LR_HIGH)})
-
-
-def _demote_the_rate_guess_under_a_located_overflow(findings: list[Finding]) -> None:
-    """The watch replayed the step that turned NaN and found it in an operation on finite inputs and
-    weights, with the logits past their exp limit: that overflow is measured. Without a too-high
-    update seen by the watch, the curve's "a NaN loss is usually the rate" stays as info."""
-    overflow = next((f for f in findings if f.code == LOGIT_OVERFLOW and f.source.startswith("watch:")
-                     and f.evidence.get(NAN_FROM_OVERFLOW)), None)
-    if overflow is None or any(f.code == LR_HIGH and f.source.startswith("watch:") for f in findings):
-        return
-    _demote_curve_guesses(findings, {LR_HIGH}, {
-        "finding": overflow.source, "largest_logit": overflow.evidence.get("largest_logit"),
-        "dtype": overflow.evidence.get("dtype"), "watched_updates": "no too-high update seen"})
+    for f in findings:
+        if not f.source.startswith("watch:"):
+            continue
+        if f.code == AMP and f.severity != "info":
+            f.evidence[NO_TOO_HIGH_UPDATE_SEEN] = True
+            refuted_by = {"separating_experiment": separating_experiment(AMP, LR_HIGH)}
+        elif f.code == LOGIT_OVERFLOW and f.evidence.get(NAN_FROM_OVERFLOW):
+            refuted_by = {"largest_logit": f.evidence.get("logit_at_nan"), "dtype": f.evidence.get("dtype")}
+        else:
+            continue
+        _demote_curve_guesses(findings, {LR_HIGH}, {  # the first mechanism demotes; later ones find info
+            "finding": f.source, "watched_updates": "no too-high update seen", **refuted_by})
 
 
 def _rank_key(f: Finding) -> tuple:
@@ -532,9 +526,8 @@ def differential(findings: list[Finding], evidence: Evidence) -> list[Finding]:
     """The findings with each symptom under its root cause, ranked (see the module docstring)."""
     findings = _drop_settled_speculation(list(findings), evidence)
     _demote_refuted(findings, evidence)
-    _demote_the_rate_guess_under_a_measured_scaler_collapse(findings)
+    _demote_the_rate_guess_a_measured_mechanism_explains(findings)
     _demote_nan_guesses_the_watch_refuted(findings)
-    _demote_the_rate_guess_under_a_located_overflow(findings)
     for f in findings:
         f.explained_by = None
     serious = [f for f in findings if f.severity != "info"]
