@@ -67,7 +67,8 @@ def _mlp(n_in, n_out, hidden=(32, 32), act=nn.ReLU, dropout=0.0, head=(), seed=0
     return nn.Sequential(*layers, nn.Linear(width, n_out), *head)
 
 
-def _train(model, X, y, loss_fn, opt, steps, *, batch=None, lr_at=None, clip=None, every=5, seed=0):
+def _train(model, X, y, loss_fn, opt, steps, *, batch=None, lr_at=None, clip=None, every=5, seed=0,
+           zero_grad=True):
     """Train ``model`` under ``lossdoctor.watch``, logging loss, learning rate and gradient norm the
     way a training script writes its log; returns the watch's evidence with those curves."""
     torch.manual_seed(seed)
@@ -83,7 +84,8 @@ def _train(model, X, y, loss_fn, opt, steps, *, batch=None, lr_at=None, clip=Non
                     group["lr"] = lr_at(step)
             rows = slice(None) if batch is None else torch.randint(0, len(y), (batch,))
             loss = loss_fn(model(X[rows]), y[rows])
-            opt.zero_grad()
+            if zero_grad:
+                opt.zero_grad()
             loss.backward()
             grads = [p.grad for p in model.parameters() if p.grad is not None]
             norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
@@ -268,6 +270,10 @@ def zoo() -> dict[str, Evidence]:
     members["warm-up to a rate too high"] = _member(model, Xd, yd, ce, torch.optim.SGD(model.parameters(), lr=0.1,
                                                                                         momentum=0.9),
                                                     200, lr_at=warmup, batch=64)
+    model = _mlp(64, 10, hidden=(64, 64))
+    members["no zero_grad in the loop"] = _member(model, Xd, yd, ce, torch.optim.SGD(model.parameters(), lr=1e-3,
+                                                                                      momentum=0.9),
+                                                  60, batch=64, zero_grad=False)
     model = _mlp(64, 10, hidden=(64, 64))
     members["a spike, then stuck at chance"] = _member(model, Xd, yd, ce, torch.optim.Adam(model.parameters(), 3.0),
                                                        150, batch=64)

@@ -127,6 +127,13 @@ CODES: dict[str, CodeInfo] = {
             "model.to(torch.bfloat16)) so that small updates are not rounded away.",
         ),
         CodeInfo(
+            "optim.grads_not_zeroed", "The gradients are never zeroed between optimizer steps",
+            "(beyond the seed) wrong learning rate, in effect",
+            "Call optimizer.zero_grad() once per optimizer step (before the backward pass, or right after "
+            "optimizer.step()): without it every update applies the sum of all gradients so far, a step that "
+            "grows with time like a learning rate that rises on every step.",
+        ),
+        CodeInfo(
             "model.activation_mismatch", "An activation does not fit the layer or the loss",
             "Wrong activation functions",
             "Use the activation the loss expects: raw logits into CrossEntropyLoss/BCEWithLogitsLoss, "

@@ -44,6 +44,7 @@ LOGIT_OVERFLOW = "model.logit_overflow"
 EXPLODING = "grad.exploding"
 VANISHING = "grad.vanishing"
 GRAD_NAN = "grad.non_finite"
+NOT_ZEROED = "optim.grads_not_zeroed"
 DEAD = "grad.dead_relu"
 SATURATED = "grad.saturated_activation"
 AMP = "optim.amp_scale_collapse"
@@ -273,6 +274,11 @@ class Explanation:
 
 
 EXPLANATIONS: tuple[Explanation, ...] = (
+    # Gradients never zeroed: each update applies the sum of every gradient so far, a step that grows
+    # with time. Everything a too-high rate does, it does, and the rate itself only looks too high.
+    *(Explanation(NOT_ZEROED, symptom, "every update applies the sum of all gradients so far, so the step "
+                  "grows with time as a too-high rate's would") for symptom in (
+        LR_HIGH, EXPLODING, LOGIT_OVERFLOW, GRAD_NAN, DEAD, SATURATED, VANISHING, AMP, CLIP)),
     # A learning rate that is too high (the seed: a spike, then NaN; exp(100) = Inf in the softmax).
     Explanation(LR_HIGH, EXPLODING, "each oversized step overshoots, and the next gradient is larger",
                 _grew_during_training),

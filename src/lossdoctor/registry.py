@@ -140,7 +140,7 @@ def all_checks() -> tuple[Check, ...]:
         watch.non_finite_values, watch.logit_overflow, watch.dead_relu_units, watch.saturated_units,
         watch.vanishing_gradients, watch.exploding_gradients, watch.learning_rate_too_high,
         watch.learning_rate_too_low, watch.clipping_masks_lr, watch.unnormalized_inputs, watch.grad_scaler_collapse,
-        watch.low_precision_rounds_updates_away, watch.batchnorm_may_mask_gradients,
+        watch.low_precision_rounds_updates_away, watch.batchnorm_may_mask_gradients, watch.gradients_not_zeroed,
         # the checkup's experiments
         probes.learning_rate_off, probes.regularization_too_strong, probes.clipping_masks_learning_rate,
         probes.batchnorm_masks_gradients, probes.gradient_across_depth_at_init, probes.bad_initialization,

@@ -976,6 +976,41 @@ def unnormalized_inputs(stats: WatchStats, run: "RunFacts | None" = None) -> lis
     )]
 
 
+# -- optim.grads_not_zeroed ---------------------------------------------------------------------------
+# Without zero_grad, the gradient an update applies minus what this step's backward passes added is
+# the previous step's gradient, exactly (up to float rounding, ~1e-7 of the norms involved): within
+# CARRY_MATCH of their sum is a match, and zeroed gradients (0 carried) are far from one. A match on
+# CARRY_CONFIRMATIONS instrumented steps, with a carried part at least CARRY_MIN_SHARE of the previous
+# gradient (a previous gradient of ~0 proves nothing either way), settles it.
+CARRY_MATCH = 1e-3
+CARRY_MIN_SHARE = 0.5
+CARRY_CONFIRMATIONS = 2
+
+
+@check
+def gradients_not_zeroed(stats: WatchStats) -> list[Finding]:
+    """Updates that apply the previous step's gradient again: no optimizer.zero_grad() in the loop."""
+    matched = [step for step, (diff, previous, carried, added) in stats.grad_carry
+               if previous > 0 and carried >= CARRY_MIN_SHARE * previous
+               and diff <= CARRY_MATCH * (previous + added)]
+    if len(matched) < CARRY_CONFIRMATIONS:
+        return []
+    zeroed = [step for step, (_, previous, carried, _) in stats.grad_carry if previous > 0 and carried == 0]
+    return [Finding(
+        "optim.grads_not_zeroed", "error", 0.9,
+        title=(f"The gradients are never zeroed: at steps {', '.join(str(s) for s in matched[:5])} the update applied "
+               "the previous step's gradient again, plus this step's"),
+        evidence={"steps_matched": matched, "steps_zeroed": zeroed, "match_threshold": CARRY_MATCH,
+                  "carried_share_threshold": CARRY_MIN_SHARE, "confirmations": CARRY_CONFIRMATIONS,
+                  "measured_on": "the smallest parameter's gradient, before the update"},
+        where=f"step {matched[0]}",
+        remedy=("Call optimizer.zero_grad() once per optimizer step, before the backward pass: every update now "
+                "applies the sum "
+                "of all gradients since the start, which grows with the step count like a learning rate that "
+                "rises on every step."),
+    )]
+
+
 # -- optim.amp_scale_collapse ------------------------------------------------------------------------
 # torch.amp.GradScaler starts at 2^16 and halves its scale on every step whose scaled gradients
 # overflow float16 (skipping that step): at most 16 halvings bring it to 1, below which torch's own

@@ -52,6 +52,12 @@ class Instrumented:
     def __init__(self, inventory: "Inventory") -> None:
         self.inv = inventory
 
+    def arm(self, sample: Sample) -> None:
+        """The instrumented step is about to begin (the previous optimizer step just ended)."""
+
+    def disarm(self, sample: Sample) -> None:
+        """The instrumented step ended, or the watch closed: remove whatever ``arm`` attached."""
+
     def on_forward(self, sample: Sample, module, info: "ModuleInfo", args, output, is_root: bool) -> None:
         """A module's forward call finished (training forwards of the instrumented step only)."""
 
@@ -102,6 +108,60 @@ class GradientNorms(Instrumented):
         present[layer] = True
         record.grad_norms = np.where(present, np.sqrt(squares), np.nan)
         record.total_grad_norm = float(np.sqrt(np.sum(norms ** 2)))
+
+
+class GradCarryOver(Instrumented):
+    """Whether the gradient an update applies still holds the previous step's: a loop that never calls
+    ``optimizer.zero_grad()`` applies the sum of every gradient so far, a step that grows with time.
+
+    Armed: a copy of the previous step's gradient of one small parameter (the NaN sentinel's) and a
+    tensor hook on it that sums what this step's backward passes add (one per micro-batch under
+    gradient accumulation), removed when the step ends. Before the update: four norms (device).
+    Read-out: four floats. Without zero_grad the gradient minus this step's backward passes is the
+    previous gradient, exactly; zeroed, it is 0. A clip or a grad scaler that rescales the gradient in
+    place makes it neither, and nothing is concluded."""
+
+    key = "grad_carry"
+
+    def arm(self, sample: Sample) -> None:
+        param = next((p for p in self.inv.sentinels if p.requires_grad), None)
+        if param is None or param.grad is None:
+            return
+        state: dict[str, Any] = {"param": param, "previous": param.grad.detach().clone(), "added": None}
+
+        def add(grad: torch.Tensor) -> None:
+            if not torch.compiler.is_compiling():
+                state["added"] = grad.detach().clone() if state["added"] is None else state["added"] + grad.detach()
+
+        state["handle"] = param.register_hook(add)
+        sample.states[self.key] = state
+
+    def before_update(self, sample: Sample) -> None:
+        state = sample.states.get(self.key)
+        if state is None or state["added"] is None or state["param"].grad is None:
+            return
+        grad, added, previous = state["param"].grad.detach(), state["added"], state["previous"]
+        if grad.shape != added.shape or grad.shape != previous.shape:
+            return
+        carried = grad.float() - added.float()
+        state["norms"] = torch.stack([torch.linalg.vector_norm(carried - previous.float()),
+                                      torch.linalg.vector_norm(previous.float()),
+                                      torch.linalg.vector_norm(carried), torch.linalg.vector_norm(added.float())])
+
+    def disarm(self, sample: Sample) -> None:
+        state = sample.states.get(self.key)
+        if state is None:
+            return
+        handle = state.pop("handle", None)
+        if handle is not None:
+            handle.remove()
+        for name in ("param", "previous", "added"):  # nothing of the user's kept past the step
+            state.pop(name, None)
+
+    def read_sample(self, sample: Sample, record: SampleRecord) -> None:
+        state = sample.states.get(self.key)
+        if state is not None and "norms" in state:
+            record.grad_carry = tuple(float(v) for v in state["norms"].cpu().tolist())
 
 
 class UpdateRatio(Instrumented):

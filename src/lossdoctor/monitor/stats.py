@@ -69,6 +69,9 @@ class SampleRecord:
     inputs: InputMoments | None = None
     stalled: dict[str, float] | None = None  # low-precision layer -> share of its moving elements left unchanged
     autocast: str | None = None  # the autocast dtype of the step's forward pass, if any
+    # one small parameter's gradient before the update: ||(grad - this step's backward) - previous
+    # step's grad||, ||previous grad||, ||grad - this step's backward||, ||this step's backward||
+    grad_carry: tuple[float, float, float, float] | None = None
 
 
 @dataclass
@@ -143,6 +146,7 @@ def _merge_samples(group: list[SampleRecord]) -> SampleRecord:
         logit_layer=base.logit_layer, logit_classes=base.logit_classes, inputs=inputs,
         stalled={k: float(np.mean([s[k] for s in stalled if k in s])) for k in stalled[0]} if stalled else None,
         autocast=base.autocast,
+        grad_carry=base.grad_carry,  # rank 0's (each rank zeroes, or fails to zero, its own gradients)
     )
 
 
@@ -182,6 +186,8 @@ class WatchStats:
     # low-precision weights: layer -> {"dtype", "steps", "stalled_share"} (per instrumented step)
     low_precision: dict[str, dict[str, Any]] = field(default_factory=dict)
     autocast: str | None = None  # the autocast dtype of the instrumented forwards
+    # (step, SampleRecord.grad_carry) per instrumented step that measured it
+    grad_carry: list[tuple[int, tuple[float, float, float, float]]] = field(default_factory=list)
 
     def layer_grad_norm_medians(self) -> np.ndarray:
         if self.grad_norms.size == 0:
@@ -256,6 +262,7 @@ def build_stats(history: list[Record], *, steps: int, every: int, layers: list[s
         scaler=_scaler_summary(history),
         low_precision=_low_precision(samples, low_precision_dtypes or {}),
         autocast=next((s.autocast for s in reversed(samples) if s.autocast), None),
+        grad_carry=[(s.step, s.grad_carry) for s in samples if s.grad_carry is not None],
     )
 
 

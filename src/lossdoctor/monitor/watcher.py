@@ -46,8 +46,9 @@ from . import amp, clipping
 from .checkpoint import LastFinite
 from .inventory import Inventory, compiled_in_place, unwrap
 from .locate import modules_with_non_finite_weights
-from .measurements import (Autocast, ClipNorms, GradientNorms, GradScalerSteps, InputScale, LargestLogit,
-                           LearningRate, Losses, LowPrecisionUpdates, Sample, UnitActivity, UpdateRatio)
+from .measurements import (Autocast, ClipNorms, GradCarryOver, GradientNorms, GradScalerSteps, InputScale,
+                           LargestLogit, LearningRate, Losses, LowPrecisionUpdates, Sample, UnitActivity,
+                           UpdateRatio)
 from .schedule import Schedule
 from .sentinel import NanSentinel, OutputFiniteness
 from .stats import Record, SampleRecord, WatchStats, build_stats, merge_records
@@ -319,12 +320,13 @@ class Watch:
         self._grad_norms = GradientNorms(inv)
         update_ratio = UpdateRatio(inv)
         self._logit = LargestLogit(inv)
+        carry = GradCarryOver(inv)
         self._measures = [self._grad_norms, update_ratio, LowPrecisionUpdates(inv, update_ratio), UnitActivity(inv),
-                          self._logit, InputScale(inv, compiled=self._compiled), Autocast(inv)]
+                          self._logit, InputScale(inv, compiled=self._compiled), Autocast(inv), carry]
         if not self._immediate:
             self._measures.append(OutputFiniteness(inv))
         self._forward_measures = [m for m in self._measures if m.uses_forward]
-        self._update_measures = [self._grad_norms, update_ratio]
+        self._update_measures = [self._grad_norms, update_ratio, carry]
 
     def _attach(self) -> None:
         if self._hook_root is not None:
@@ -647,7 +649,10 @@ class Watch:
     def _arm_if_sampled(self, step: int) -> None:
         if self._closed or not self._schedule.instrumented(step):
             return
-        self._sample = Sample(step=step)
+        self._sample = sample = Sample(step=step)
+        if self.optimizer is not None:  # the gradient an optimizer step applies (no step without one)
+            for m in self._measures:
+                m.arm(sample)
         targets = self._root.modules() if self._forward_targets is None else self._forward_targets
         for module in targets:
             self._sample_handles.append(module.register_forward_hook(_Hook(self._hook_forward)))
@@ -656,7 +661,10 @@ class Watch:
         for h in self._sample_handles:
             h.remove()
         self._sample_handles.clear()
-        self._sample = None
+        sample, self._sample = self._sample, None
+        if sample is not None:
+            for m in self._measures:
+                m.disarm(sample)
 
     def _on_forward(self, module, args, output) -> None:
         is_root = module is self._hook_root
