@@ -248,7 +248,7 @@ def _full_precision_trains(cause: Finding, symptom: Finding, evidence: Evidence)
 # overflow is then the measured mechanism of the run's non-finite values, not the rate.
 NO_TOO_HIGH_UPDATE_SEEN = "no_too_high_update_seen"
 # The logit check's flag: the first NaN is an exp() overflow located by the watch (monitor/checks.py
-# writes it; the differential reads it here, without importing the monitor).
+# writes it, the differential reads it).
 NAN_FROM_OVERFLOW = "nan_from_overflow"
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from ..curves import GRAD_EXPLODE_ERROR_RATIO, GRAD_EXPLODE_RATIO
 from ..curves.checks import WARMUP_START_FRACTION
 from ..data.checks import LARGE_MAGNITUDE_LIMIT, UNIT_RANGE
+from ..differential import NAN_FROM_OVERFLOW
 from ..findings import Event, Finding
 from ..registry import check
 from . import advice
@@ -202,10 +203,6 @@ def logit_overflow(stats: WatchStats, run: "RunFacts | None" = None) -> list[Fin
                  f"overflowed the sum of exp() into the first NaN/Inf" if overflowed else ""),
         evidence=evidence, where=stats.logit_layer, remedy=remedy,
     )]
-
-
-# Evidence key: the first NaN/Inf is an overflow of the logits' exp (see _logits_that_overflowed).
-NAN_FROM_OVERFLOW = "nan_from_overflow"
 
 
 def _logits_that_overflowed(stats: WatchStats, limit: float) -> tuple[int, float] | None:
@@ -1005,9 +1002,8 @@ def gradients_not_zeroed(stats: WatchStats) -> list[Finding]:
                   "measured_on": "the smallest parameter's gradient, before the update"},
         where=f"step {matched[0]}",
         remedy=("Call optimizer.zero_grad() once per optimizer step, before the backward pass: every update now "
-                "applies the sum "
-                "of all gradients since the start, which grows with the step count like a learning rate that "
-                "rises on every step."),
+                "applies the sum of all gradients since the start, which grows with the step count like a "
+                "learning rate that rises on every step."),
     )]
 
 
