@@ -125,17 +125,9 @@ def test_steps_are_counted_once_whether_the_loss_comes_before_or_after_the_optim
 
 
 def test_without_an_optimizer_each_step_call_is_a_step():
-    model = mlp()
-    opt = torch.optim.SGD(model.parameters(), lr=0.02)
-    with lossdoctor.watch(model, every=5) as doctor:
-        for idx in batches(20):
-            loss = nn.functional.cross_entropy(model(X[idx]), Y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            doctor.step(loss)
+    report, doctor = train(mlp(), lr=0.02, steps=20, every=5, watch_optimizer=False)
     assert doctor.step_count == 20
-    assert len(doctor.report().plots["grad_norms"]["steps"]) == 4
+    assert len(report.plots["grad_norms"]["steps"]) == 4
 
 
 def test_copies_and_pickles_of_a_watched_model_work_and_do_not_feed_the_watch():

@@ -29,14 +29,16 @@ def batches(steps: int, batch: int = 64, seed: int = 1):
 
 
 def train(model, lr=0.02, steps=200, every=10, inputs=None, clip=None, clip_fn=None, watch=True,
-          optimizer="sgd", loss_after_step=True, warmup=0, **watch_kwargs):
+          optimizer="sgd", loss_after_step=True, warmup=0, watch_optimizer=True, **watch_kwargs):
     """Train ``model``; return (report or None, watch or None). ``clip_fn`` overrides how clipping is
-    called; ``warmup`` ramps the rate linearly from lr / warmup to lr over that many steps."""
+    called; ``warmup`` ramps the rate linearly from lr / warmup to lr over that many steps;
+    ``watch_optimizer=False`` watches the model alone (each ``step()`` call is a step)."""
     inputs = X if inputs is None else inputs
     opt = (torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9) if optimizer == "sgd"
            else torch.optim.Adam(model.parameters(), lr=lr))
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup)) if warmup else None
-    doctor = lossdoctor.watch(model, opt, every=every, **watch_kwargs).start() if watch else None
+    doctor = lossdoctor.watch(model, opt if watch_optimizer else None, every=every, **watch_kwargs).start() \
+        if watch else None
     try:
         for idx in batches(steps):
             loss = nn.functional.cross_entropy(model(inputs[idx]), Y[idx])
