@@ -183,6 +183,11 @@ def user_lr(finding: Finding, evidence: Evidence) -> float | None:
     return None
 
 
+# The logit check's flag: the first NaN is an exp() overflow located by the watch (monitor/checks.py
+# writes it, the differential reads it).
+NAN_FROM_OVERFLOW = "nan_from_overflow"
+
+
 def _overflow_located(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:
     """The watch located the first NaN in an exp() overflow (the logit check's ``nan_from_overflow``);
     a gradient norm explained by it is one that turned NaN/Inf, not one that grew."""
@@ -247,9 +252,6 @@ def _full_precision_trains(cause: Finding, symptom: Finding, evidence: Evidence)
 # Set on a watch's optim.amp_scale_collapse when the same watch saw no too-high update: the scaler's
 # overflow is then the measured mechanism of the run's non-finite values, not the rate.
 NO_TOO_HIGH_UPDATE_SEEN = "no_too_high_update_seen"
-# The logit check's flag: the first NaN is an exp() overflow located by the watch (monitor/checks.py
-# writes it, the differential reads it).
-NAN_FROM_OVERFLOW = "nan_from_overflow"
 
 
 def _precision_measured_to_blame(cause: Finding, symptom: Finding, evidence: Evidence) -> bool:

@@ -80,7 +80,7 @@ def test_everyday_logits_of_a_healthy_float16_run_do_not_escalate_the_schedule()
     _, doctor = train_amp(mlp(), lr=0.02)
     stats = doctor.stats()
     largest = max(value for _, value, _ in stats.logits)
-    assert 0.25 * 11.09 < largest < 0.25 * 88.72 * 0.8
+    assert 0.25 * 11.09 < largest < 0.25 * 88.72  # past the old escalation sign, short of the new one
     assert all(step % 10 == 0 for step in stats.sample_steps)
 
 

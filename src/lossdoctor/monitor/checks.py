@@ -149,8 +149,8 @@ def logit_overflow(stats: WatchStats, run: "RunFacts | None" = None) -> list[Fin
     heading = pace["runaway"]
     at_nan = None if heading else _logits_that_overflowed(stats, limit)
     overflowed = at_nan is not None
-    if overflowed and at_nan[1] > value:
-        step, value = at_nan
+    if overflowed and at_nan["logit_at_nan"] > value:
+        step, value = at_nan["nan_step"], at_nan["logit_at_nan"]
     fraction = value / limit
     if fraction < LOGIT_INFO_FRACTION:
         return []
@@ -171,9 +171,7 @@ def logit_overflow(stats: WatchStats, run: "RunFacts | None" = None) -> list[Fin
                 "output_layer": stats.logit_layer, "autocast": stats.autocast,
                 "logit_trend": [[s, v] for s, v, _ in seen][-10:], NAN_FROM_OVERFLOW: overflowed}
     if overflowed:
-        classes = stats.num_classes or 1
-        evidence.update(logit_at_nan=at_nan[1], nan_step=at_nan[0], classes=classes,
-                        exp_sum_limit=limit - math.log(classes))
+        evidence.update(at_nan)
     stable = advice.stable_loss(run)
     if severity == "info":
         where_harmless = "with a loss on raw logits" if not stats.autocast else "where the loss runs in float32"
@@ -199,14 +197,14 @@ def logit_overflow(stats: WatchStats, run: "RunFacts | None" = None) -> list[Fin
         "model.logit_overflow", severity, min(0.9, 0.4 + 0.4 * min(fraction, 1.25)),
         title=f"The largest output logit reached {text} ({_share_of_limit(fraction)} the "
               f"{short_dtype} exp overflow limit {limit}{trend})"
-              + (f": at step {at_nan[0]} logits of {at_nan[1]:.3g} over {stats.num_classes or 1} classes "
-                 f"overflowed the sum of exp() into the first NaN/Inf" if overflowed else ""),
+              + (f": at step {at_nan['nan_step']} logits of {at_nan['logit_at_nan']:.3g} over {at_nan['classes']} "
+                 "classes overflowed the sum of exp() into the first NaN/Inf" if overflowed else ""),
         evidence=evidence, where=stats.logit_layer, remedy=remedy,
     )]
 
 
-def _logits_that_overflowed(stats: WatchStats, limit: float) -> tuple[int, float] | None:
-    """(step, largest logit) when the watch's replay of the first NaN/Inf step found it in an operation
+def _logits_that_overflowed(stats: WatchStats, limit: float) -> dict[str, Any] | None:
+    """The step, the largest logit, the classes and the limit of their exp() sum (evidence) when the watch's replay of the first NaN/Inf step found it in an operation
     on finite inputs and weights that took the output layer's logits (the layer's output or that of
     the container it ends), and those were high enough for the sum of exp() over the K classes to
     pass the dtype's range (largest logit + ln K >= the exp limit): a hand-written softmax overflowed.
@@ -221,7 +219,8 @@ def _logits_that_overflowed(stats: WatchStats, limit: float) -> tuple[int, float
     classes = stats.num_classes or 1
     if value + math.log(classes) < limit:
         return None
-    return origin["step"], float(value)
+    return {"nan_step": origin["step"], "logit_at_nan": float(value), "classes": classes,
+            "exp_sum_limit": limit - math.log(classes)}
 
 
 def _inputs_look_standardized(stats: WatchStats) -> bool:
